@@ -1,0 +1,15 @@
+"""RegionVLM for Salesforce LAVIS.
+
+Importing this package registers with LAVIS's registry:
+- the model `blip2_t5_region` (model types `tiny`, `pretrain_flant5xl`, `regionvlm_flant5xl`),
+- the processors `region_image_train` and `region_points`.
+
+`lavis_regionvlm.regions` (`points_to_text`, `Region`) imports without torch or LAVIS.
+"""
+from lavis_regionvlm.regions import Region, RegionError, points_to_text, text_to_points
+
+__version__ = "0.1.0"
+__all__ = ["Region", "RegionError", "points_to_text", "text_to_points", "__version__"]
+
+import lavis_regionvlm.models  # noqa: E402,F401  (registers models)
+import lavis_regionvlm.processors  # noqa: E402,F401  (registers processors)
