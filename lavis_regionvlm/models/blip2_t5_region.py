@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import re
 from typing import Sequence
 
 import torch
@@ -34,18 +35,20 @@ logger = logging.getLogger(__name__)
 GLOBAL_REGION_MODES = ("empty_text", "query_only")
 
 
+_TEXT_BRANCH_KEY = re.compile(
+    r"^Qformer\.bert\.(embeddings\.(word|position)_embeddings\."
+    r"|encoder\.layer\.\d+\.(intermediate|output)\.)"
+)
+
+
 def is_text_branch_key(key: str) -> bool:
     """True for Q-Former weights used only by text tokens (absent from stage-2 checkpoints).
 
     These are the word/position embeddings and each layer's text feed-forward
-    (`intermediate.*`, `output.*`), not the query feed-forward (`*_query.*`) nor the
-    attention blocks, which queries and text share.
+    (`layer.i.intermediate.*`, `layer.i.output.*`), not the query feed-forward
+    (`*_query.*`) nor the attention blocks, which queries and text share.
     """
-    if not key.startswith("Qformer.bert."):
-        return False
-    if ".embeddings.word_embeddings." in key or ".embeddings.position_embeddings." in key:
-        return True
-    return ".intermediate." in key or (".output." in key and ".attention." not in key)
+    return _TEXT_BRANCH_KEY.match(key) is not None
 
 
 @registry.register_model("blip2_t5_region")
@@ -519,7 +522,9 @@ class Blip2T5Region(Blip2T5):
 
     def _finish_load(self, report: LoadReport, source: str) -> LoadReport:
         loaded = {key for keys in report.sources.values() for key in keys}
-        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        frozen = {
+            name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad
+        }
         report.missing = sorted(
             key for key in self.state_dict()
             if key not in loaded and key not in frozen and not key.endswith("position_ids")

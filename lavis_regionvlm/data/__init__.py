@@ -1,0 +1,1 @@
+"""Datasets, loaders and the synthetic data generator of the RegionVLM plugin."""
