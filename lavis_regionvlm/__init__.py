@@ -11,5 +11,7 @@ from lavis_regionvlm.regions import Region, RegionError, points_to_text, text_to
 __version__ = "0.1.0"
 __all__ = ["Region", "RegionError", "points_to_text", "text_to_points", "__version__"]
 
+import lavis_regionvlm.datasets  # noqa: E402,F401  (registers dataset builders)
 import lavis_regionvlm.models  # noqa: E402,F401  (registers models)
 import lavis_regionvlm.processors  # noqa: E402,F401  (registers processors)
+import lavis_regionvlm.tasks  # noqa: E402,F401  (registers tasks)

@@ -1,0 +1,1 @@
+"""Dataset builders registered with LAVIS."""
