@@ -1,8 +1,9 @@
 """`region_points`: the text processor for point text.
 
-LAVIS's `blip_caption` strips `.()":;` and would be wrong for region text; this one
-turns a region (a `Region`, an (M, 2) array of relative points, or point text) into
-the canonical `"[x y] [x y] ..."` string the model reads.
+Region text is not a caption: this processor turns a region (a `Region`, an (M, 2)
+array of relative points, or point text) into the canonical `"[x y] [x y] ..."`
+string the model reads, with the model's K and quantisation, and rejects anything
+else instead of passing it on.
 """
 from __future__ import annotations
 
