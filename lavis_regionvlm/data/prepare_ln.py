@@ -1,0 +1,191 @@
+"""Prepare raw Localized Narratives JSONL (image or video) for training.
+
+    python -m lavis_regionvlm.data.prepare_ln --input A.jsonl [B.jsonl ...] --images IMAGE_ROOT \
+        --output DIR [--image-template TEMPLATE] [--captions-out CAPTIONS.json] [--workers N]
+
+All inputs of one call share one image root (e.g. the ten Open Images shards); prepare each
+source (COCO, Open Images, Flickr30k, ADE20k, each video dataset) into its own folder and list
+the folders in the dataset config. The image of a sample is
+``IMAGE_ROOT / TEMPLATE.format(**fields)``, with the record's own ids as fields, so a narrative
+can only be paired with its own image. Default templates: ``{image_id}.jpg`` (image LN; COCO
+needs ``{image_id:0>12}.jpg``) and ``{video_id}/{keyframe_name}.jpg`` (video LN; fields
+``video_id``, ``keyframe_name``, ``kf_idx``, ``dataset_id``).
+
+Writes DIR (see `ln_prepared`), prints and stores (in DIR/meta.json) the skip counts by kind.
+Samples whose image file is missing are dropped and counted. ``--captions-out`` also writes the
+full captions of the image narratives kept, in COCO-captions format
+(``[{"image", "caption", "image_id"}]``, image relative to IMAGE_ROOT), usable as global
+image-caption pairs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from lavis_regionvlm.data import ln_prepared
+from lavis_regionvlm.data.narratives import MAX_STORED_POINTS, NarrativeSample, parse_narrative
+from lavis_regionvlm.data.records import IndexedJsonlWriter
+from lavis_regionvlm.data.skips import format_counts
+
+DEFAULT_TEMPLATES = {"image": "{image_id}.jpg", "video": "{video_id}/{keyframe_name}.jpg"}
+_CHUNK_LINES = 512
+
+# A chunk's parse: per line, its samples (fields, text, encoded points) and, for an image
+# narrative with samples, its caption; and the chunk's skip counts.
+_Parsed = tuple[list[tuple[list[tuple[dict, str, list[int]]], str | None]], Counter]
+
+
+def _parse_chunk(lines: list[bytes]) -> _Parsed:
+    """Parse raw lines (runs in worker processes)."""
+    skips: Counter = Counter()
+    out = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            skips["malformed_json"] += 1
+            continue
+        samples: list[NarrativeSample] = parse_narrative(record, skips)
+        encoded = [(s.fields, s.text, ln_prepared.encode_points(s.points)) for s in samples]
+        caption = record["caption"] if samples and "video_id" not in samples[0].fields else None
+        out.append((encoded, caption))
+    return out, skips
+
+
+def _chunks(paths: Sequence[Path], line_counts: Counter) -> Iterator[list[bytes]]:
+    """Non-blank lines of every input, in order, `_CHUNK_LINES` at a time."""
+    chunk: list[bytes] = []
+    for path in paths:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    line_counts[str(path)] += 1
+                    chunk.append(line)
+                    if len(chunk) == _CHUNK_LINES:
+                        yield chunk
+                        chunk = []
+    if chunk:
+        yield chunk
+
+
+def _image_path(template: str | None, fields: dict[str, Any]) -> str:
+    kind = "video" if "video_id" in fields else "image"
+    template = template or DEFAULT_TEMPLATES[kind]
+    try:
+        return template.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"image template {template!r} cannot be filled for a {kind} narrative ({exc!r}); "
+            f"its fields are {sorted(fields)}, e.g. {fields}"
+        ) from None
+
+
+def prepare_ln(
+    inputs: Sequence[str | Path],
+    images: str | Path,
+    output: str | Path,
+    image_template: str | None = None,
+    captions_out: str | Path | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Prepare `inputs` into the folder `output`; returns the meta.json content.
+
+    Args:
+        inputs: raw LN JSONL files (image or video records; one source, one image root).
+        images: the image root; a sample whose file is missing there is dropped and counted.
+        output: folder to write (created; existing prepared files are replaced).
+        image_template: file name under `images` (str.format fields, see the module doc);
+            None for the defaults.
+        captions_out: where to write the kept image narratives' captions (COCO-captions JSON).
+        workers: parsing processes (1: parse in this process).
+    """
+    started = time.perf_counter()
+    paths = [Path(p) for p in inputs]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"input {path} does not exist")
+    root = Path(images).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image root {root} is not a folder")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ln_prepared.META_FILE).unlink(missing_ok=True)
+
+    skips: Counter = Counter()
+    line_counts: Counter = Counter()
+    exists: dict[str, bool] = {}
+    captions: list[dict[str, str]] = []
+    narratives = 0
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    parsed = pool.imap(_parse_chunk, _chunks(paths, line_counts)) if pool else map(_parse_chunk, _chunks(paths, line_counts))
+    try:
+        with IndexedJsonlWriter(out / ln_prepared.SAMPLES_FILE, out / ln_prepared.INDEX_FILE) as writer:
+            for lines, chunk_skips in parsed:
+                skips.update(chunk_skips)
+                for samples, caption in lines:
+                    kept = []
+                    for fields, text, points in samples:
+                        rel = _image_path(image_template, fields)
+                        if rel not in exists:
+                            exists[rel] = os.path.isfile(root / rel)
+                        if not exists[rel]:
+                            skips["missing_image"] += 1
+                            continue
+                        writer.write({"image": rel, "text": text, "points": points})
+                        kept.append(rel)
+                    narratives += bool(kept)
+                    if kept and caption is not None:  # an image narrative: one image for all its samples
+                        captions.append({"image": kept[0], "caption": caption, "image_id": samples[0][0]["image_id"]})
+            num_samples = len(writer)
+    finally:
+        if pool:
+            pool.terminate()
+
+    if captions_out is not None:
+        Path(captions_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(captions_out).write_text(json.dumps(captions), encoding="utf-8")
+    meta = {
+        "format": ln_prepared.FORMAT,
+        "version": ln_prepared.VERSION,
+        "images": str(root),
+        "image_template": image_template,
+        "max_points": MAX_STORED_POINTS,
+        "point_scale": ln_prepared.POINT_SCALE,
+        "inputs": [{"path": str(p.resolve()), "bytes": p.stat().st_size, "lines": line_counts[str(p)]} for p in paths],
+        "num_samples": num_samples,
+        "num_narratives": narratives,
+        "num_captions": len(captions) if captions_out is not None else None,
+        "skip_counts": {kind: n for kind, n in sorted(skips.items()) if n},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    (out / ln_prepared.META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Command-line entry: prepare, print the counts, return the meta."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", nargs="+", required=True, help="raw LN JSONL file(s) of one source")
+    parser.add_argument("--images", required=True, help="image root of these files")
+    parser.add_argument("--output", required=True, help="prepared folder to write")
+    parser.add_argument("--image-template", default=None, help="image file under --images (str.format)")
+    parser.add_argument("--captions-out", default=None, help="also write the captions, COCO-captions JSON")
+    parser.add_argument("--workers", type=int, default=1, help="parsing processes")
+    args = parser.parse_args(argv)
+    meta = prepare_ln(args.input, args.images, args.output, args.image_template, args.captions_out, args.workers)
+    lines = sum(i["lines"] for i in meta["inputs"])
+    print(f"{args.output}: {meta['num_samples']} samples from {meta['num_narratives']} narratives "
+          f"({lines} lines) in {meta['seconds']:.1f} s")
+    print(f"skipped: {format_counts(meta['skip_counts'])}")
+    return meta
+
+
+if __name__ == "__main__":
+    main()
