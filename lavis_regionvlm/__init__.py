@@ -2,7 +2,8 @@
 
 Importing this package registers with LAVIS's registry:
 - the model `blip2_t5_region` (model types `tiny`, `pretrain_flant5xl`, `regionvlm_flant5xl`),
-- the processors `region_image_train` and `region_points`.
+- the processors `region_image_train` and `region_points`,
+- the runner `runner_region` and the tasks under `lavis_regionvlm.tasks`.
 
 `lavis_regionvlm.regions` (`points_to_text`, `Region`) imports without torch or LAVIS.
 """
@@ -14,4 +15,5 @@ __all__ = ["Region", "RegionError", "points_to_text", "text_to_points", "__versi
 import lavis_regionvlm.datasets  # noqa: E402,F401  (registers dataset builders)
 import lavis_regionvlm.models  # noqa: E402,F401  (registers models)
 import lavis_regionvlm.processors  # noqa: E402,F401  (registers processors)
+import lavis_regionvlm.runners  # noqa: E402,F401  (registers runners)
 import lavis_regionvlm.tasks  # noqa: E402,F401  (registers tasks)

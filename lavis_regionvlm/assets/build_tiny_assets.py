@@ -7,7 +7,8 @@ package builds its test model with no download:
   brackets of point text, common English words, single letters and their `##`
   continuations so any lower-case word can be spelled) and a small `BertConfig`
   for the Q-Former;
-- `t5/`: a SentencePiece unigram model trained on a small generated corpus, its
+- `t5/`: a SentencePiece BPE model trained on a small generated corpus (so the
+  corpus words are single tokens and captions decode in few steps), its
   fast-tokenizer JSON, and a small `T5Config`.
 
 Run `python -m lavis_regionvlm.assets.build_tiny_assets` to rebuild them.
@@ -134,7 +135,7 @@ def write_t5(out: Path, vocab_size: int = 400) -> None:
             input=str(corpus),
             model_prefix=str(out / "spiece"),
             vocab_size=vocab_size,
-            model_type="unigram",
+            model_type="bpe",
             character_coverage=1.0,
             pad_id=0,
             eos_id=1,

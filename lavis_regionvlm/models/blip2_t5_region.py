@@ -26,6 +26,7 @@ from lavis.models.blip2_models.blip2_t5 import Blip2T5
 from torch import nn
 
 from lavis_regionvlm.models import builders
+from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
 from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.paths import config_path
@@ -99,6 +100,7 @@ class Blip2T5Region(Blip2T5):
         num_points: int = 10,
         point_quantize: str = "floor",
         init_seed: int | None = 0,
+        geometric_init: bool = False,
     ):
         """Build the model. Every file reference may be a hub name, URL, local path or
         `regionvlm://...` package file.
@@ -115,6 +117,10 @@ class Blip2T5Region(Blip2T5):
                 predictor, RIS) use to write regions as text for this model.
             init_seed: seed for randomly initialised weights, so a `tiny` model is
                 the same every time it is built; None leaves the global RNG alone.
+            geometric_init: give randomly initialised parts a sense of position: number
+                tokens get sinusoidal codes of their value (when `qformer_init` is
+                "random") and ViT patches 2-D sine-cosine position codes (when there are
+                no `vit_weights`). See `geometric_init.py`; for training from scratch.
         """
         # Blip2T5.__init__ deletes the Q-Former text branch and downloads fixed names;
         # this model builds its parts itself, so only the base initialiser runs.
@@ -134,6 +140,11 @@ class Blip2T5Region(Blip2T5):
                 vit_config, vit_weights, num_query_token, qformer_bert, qformer_init,
                 cross_attention_freq, t5_model, t5_init,
             )
+        if geometric_init:
+            if qformer_init == "random":
+                init_number_embeddings_(self.Qformer.bert.embeddings.word_embeddings, self.tokenizer)
+            if not vit_weights and vit_model != "clip_L":
+                init_sincos_pos_embed_(self.visual_encoder)
         if freeze_vit:
             for param in self.visual_encoder.parameters():
                 param.requires_grad = False
@@ -520,11 +531,32 @@ class Blip2T5Region(Blip2T5):
         copy_into_model(self, load_state_dict(url_or_filename), report, "fine-tuned checkpoint")
         return self._finish_load(report, url_or_filename)
 
+    def frozen_keys(self) -> set[str]:
+        """State-dict keys of frozen parameters (ViT, T5): they come from their own
+        pretrained files, so checkpoints of this model need not hold them."""
+        return {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        """`nn.Module.load_state_dict`, where `strict` asks for every trainable weight.
+
+        LAVIS's runner saves trainable weights only and resumes with a strict load, which
+        would fail on the absent frozen ViT/T5 weights; here their absence is expected,
+        while a missing trainable weight or an unknown key still raises.
+        """
+        result = super().load_state_dict(state_dict, strict=False, **kwargs)
+        if strict:
+            frozen = self.frozen_keys()
+            missing = [k for k in result.missing_keys if k not in frozen and not k.endswith("position_ids")]
+            if missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f"checkpoint does not match blip2_t5_region: missing trainable weights "
+                    f"{missing[:8]}, unexpected keys {result.unexpected_keys[:8]}"
+                )
+        return result
+
     def _finish_load(self, report: LoadReport, source: str) -> LoadReport:
         loaded = {key for keys in report.sources.values() for key in keys}
-        frozen = {
-            name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad
-        }
+        frozen = self.frozen_keys()
         report.missing = sorted(
             key for key in self.state_dict()
             if key not in loaded and key not in frozen and not key.endswith("position_ids")
