@@ -67,6 +67,7 @@ def setup_seeds(run_cfg) -> None:
 
 def prepare(argv: list[str] | None, description: str):
     """Parse, configure, seed, log; build task, datasets, model and runner."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # loader workers fork after use
     args = parse_args(argv, description)
     cfg = Config(args)
     if cfg.run_cfg.get("device") == "cpu":

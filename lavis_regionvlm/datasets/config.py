@@ -29,12 +29,15 @@ class SamplingConfig:
         With a limit, the text holds only the whole points that fit, (limit - 2) // 4; None
         writes all K and leaves truncation to the model (the released behaviour: 32 tokens
         let 7.5 of 10 points through).
+    empty_points: write "" instead of the points for every region sample: the model then
+        cannot tell which region is meant (the no-points ablation of the paper's Table 8).
     """
 
     num_points: int = 10
     point_quantize: str = "floor"
     seed: int = 0
     region_max_len: Optional[int] = None
+    empty_points: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_points", "seed"):
@@ -43,6 +46,8 @@ class SamplingConfig:
                 raise ConfigError(f"sampling.{name} must be an int >= {1 if name == 'num_points' else 0}, got {value!r}")
         if self.point_quantize not in QUANTIZE_MODES:
             raise ConfigError(f"sampling.point_quantize must be one of {QUANTIZE_MODES}, got {self.point_quantize!r}")
+        if not isinstance(self.empty_points, bool):
+            raise ConfigError(f"sampling.empty_points must be true or false, got {self.empty_points!r}")
         limit = self.region_max_len
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                                   or limit < SPECIAL_TOKENS + TOKENS_PER_POINT):

@@ -69,9 +69,11 @@ class RegionDataset(SkippingDataset):
         crop = getattr(self.vis_processor, "crop_with_points", None)
         if crop is not None:
             image, points = crop(image, points, rng)
+        region_text = "" if self.sampling.empty_points else points_to_text(
+            points[: self.sampling.text_points], quantize=self.sampling.point_quantize)
         return {
             "image": self.vis_processor(image),
-            "region_text": points_to_text(points[: self.sampling.text_points], quantize=self.sampling.point_quantize),
+            "region_text": region_text,
             "text_input": "",
             "text_output": self.text_processor(record.text),
         }

@@ -536,6 +536,14 @@ class Blip2T5Region(Blip2T5):
         pretrained files, so checkpoints of this model need not hold them."""
         return {name for name, p in self.named_parameters(remove_duplicate=False) if not p.requires_grad}
 
+    def _tied_keys(self) -> dict[str, set[str]]:
+        """For each parameter key, the other keys naming the same tensor (T5's shared
+        embedding is also `encoder.embed_tokens` and `decoder.embed_tokens`)."""
+        by_tensor: dict[int, set[str]] = {}
+        for name, param in self.named_parameters(remove_duplicate=False):
+            by_tensor.setdefault(id(param), set()).add(name)
+        return {name: names - {name} for names in by_tensor.values() for name in names}
+
     def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
         """`nn.Module.load_state_dict`, where `strict` asks for every trainable weight.
 
@@ -546,7 +554,11 @@ class Blip2T5Region(Blip2T5):
         result = super().load_state_dict(state_dict, strict=False, **kwargs)
         if strict:
             frozen = self.frozen_keys()
-            missing = [k for k in result.missing_keys if k not in frozen and not k.endswith("position_ids")]
+            missing = [
+                k for k in result.missing_keys
+                if k not in frozen and not k.endswith("position_ids")
+                and not self._tied_keys().get(k, set()) & set(state_dict)
+            ]
             if missing or result.unexpected_keys:
                 raise RuntimeError(
                     f"checkpoint does not match blip2_t5_region: missing trainable weights "

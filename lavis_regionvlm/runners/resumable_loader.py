@@ -66,8 +66,12 @@ class ResumableLoader:
         return self.sampler.num_samples // self.sampler.batch_size
 
     def set_position(self, epoch: int, start_iter: int = 0) -> None:
+        """Continue at batch `start_iter` of `epoch`. The DataLoader's own generator (worker
+        seeds) is reseeded from the epoch, so starting an epoch draws nothing from the
+        global RNG, whose state a resumed run restores exactly."""
         self.epoch, self.start_iter = epoch, start_iter
         self.sampler.set_position(epoch, start_iter)
+        self.loader.generator.manual_seed(self.sampler.seed * 100_003 + epoch)
 
     def __len__(self) -> int:
         return self.iters_per_epoch - self.start_iter

@@ -111,7 +111,7 @@ class RegionRunner(RunnerBase):
         loader = DataLoader(
             dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=on_gpu,
             sampler=sampler, collate_fn=collate_fn, drop_last=is_train,
-            persistent_workers=False,
+            generator=torch.Generator() if is_train else None,
         )
         if is_train:
             resumable = ResumableLoader(loader, sampler)

@@ -1,0 +1,133 @@
+"""Training through LAVIS: 2-process gloo DDP via the package launcher and LAVIS's runner
+machinery, resume from checkpoints, and a killed run that resumes with nothing lost."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_YAML = REPO / "projects/regionvlm/train_tiny.yaml"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A working directory holding a small prepared synthetic dataset at data/synthetic."""
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data/synthetic"
+    for module, args in (
+        ("lavis_regionvlm.data.synthetic", ["--out", str(data), "--num-images", "60"]),
+        ("lavis_regionvlm.data.prepare_synthetic", ["--root", str(data)]),
+    ):
+        subprocess.run([sys.executable, "-m", module, *args], check=True, env=ENV, capture_output=True)
+    return root
+
+
+def train_command(job_id: str, *options: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "lavis_regionvlm.train", "--cfg-path", str(TRAIN_YAML), "--options",
+        f"run.job_id={job_id}", "run.batch_size_train=2", "run.num_workers=0",
+        "run.warmup_steps=3", "run.checkpoint_every_iters=2", "run.valid_splits=[]",
+        "run.cpu_threads=1", *options,
+    ]
+
+
+def run_training(workdir, job_id, *options, timeout=420) -> str:
+    result = subprocess.run(
+        train_command(job_id, *options), cwd=workdir, env=ENV, capture_output=True, text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result.stdout + result.stderr
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_two_rank_gloo_training_writes_checkpoints_and_resumes(workdir):
+    log = run_training(workdir, "resume", "run.max_epoch=1")
+    out = workdir / "output/regionvlm_tiny/resume"
+    first = load(out / "checkpoint_0.pth")
+    assert first["epoch"] == 1 and first["iters_done"] == 0
+    assert "samples/s" in log and "eta" in log
+    trainable = set(first["model"])
+    assert any(k.startswith("Qformer.bert.embeddings.word_embeddings") for k in trainable)
+    assert len(first["rng_states"]) == 2  # one per rank
+
+    log = run_training(workdir, "resume", "run.max_epoch=2", "run.resume_ckpt_path=auto")
+    assert "Resumed from" in log and "at epoch 1, iteration 0" in log
+    second = load(out / "checkpoint_1.pth")
+    assert second["epoch"] == 2
+    changed = [k for k in trainable if not torch.equal(first["model"][k], second["model"][k])]
+    assert changed, "the resumed epoch did not train"
+    assert not (out / "checkpoint_latest.tmp").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(workdir):
+    run_training(workdir, "whole", "run.max_epoch=1")
+    whole = load(workdir / "output/regionvlm_tiny/whole/checkpoint_0.pth")
+
+    out = workdir / "output/regionvlm_tiny/killed"
+    process = subprocess.Popen(
+        train_command("killed", "run.max_epoch=1"), cwd=workdir, env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            latest = out / "checkpoint_latest.pth"
+            if latest.exists() and load(latest)["iters_done"] >= 4:
+                break
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no mid-epoch checkpoint appeared")
+    finally:
+        kill_processes_running(f"run.job_id=killed", workdir)  # the launcher and both ranks
+        process.wait()
+    killed_at = load(out / "checkpoint_latest.pth")
+    assert killed_at["epoch"] == 0 and 4 <= killed_at["iters_done"] < whole_iters(workdir)
+    assert not (out / "checkpoint_0.pth").exists()
+
+    log = run_training(workdir, "killed", "run.max_epoch=1", "run.resume_ckpt_path=auto")
+    assert f"at epoch 0, iteration {killed_at['iters_done']}" in log
+    resumed = load(out / "checkpoint_0.pth")
+    for key, value in whole["model"].items():
+        assert torch.allclose(resumed["model"][key], value, atol=1e-6), key
+    for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
+        assert int(a["step"]) == int(b["step"])  # same number of optimizer steps: none lost or repeated
+
+
+def kill_processes_running(marker: str, cwd: Path) -> None:
+    """SIGKILL every process started in `cwd` whose command line holds `marker`, as a
+    machine failure would: torchrun puts its ranks in sessions of their own, so killing
+    the launcher's process group alone leaves them running."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if marker in cmdline and Path(os.readlink(proc / "cwd")) == cwd:
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def whole_iters(workdir) -> int:
+    """Iterations of one epoch, from the uninterrupted run's optimizer step count."""
+    state = load(workdir / "output/regionvlm_tiny/whole/checkpoint_0.pth")["optimizer"]["state"]
+    return int(next(iter(state.values()))["step"])
+
+
+def test_a_bad_resume_path_is_a_clear_error(workdir):
+    result = subprocess.run(
+        train_command("bad", "run.max_epoch=1", "run.resume_ckpt_path=/nonexistent.pth"),
+        cwd=workdir, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert "resume_ckpt_path /nonexistent.pth does not exist" in result.stdout + result.stderr
