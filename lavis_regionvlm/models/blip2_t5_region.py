@@ -569,9 +569,11 @@ class Blip2T5Region(Blip2T5):
     def _finish_load(self, report: LoadReport, source: str) -> LoadReport:
         loaded = {key for keys in report.sources.values() for key in keys}
         frozen = self.frozen_keys()
+        tied = self._tied_keys()
         report.missing = sorted(
             key for key in self.state_dict()
             if key not in loaded and key not in frozen and not key.endswith("position_ids")
+            and not tied.get(key, set()) & loaded
         )
         if report.mismatched:
             raise RuntimeError(f"checkpoint {source} does not fit the model: {report.summary()}")
