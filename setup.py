@@ -79,6 +79,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
     },
+    entry_points={"console_scripts": ["regionvlm = lavis_regionvlm.cli:main"]},
     cmdclass={
         "build_py": BuildPyWithStartupHook,
         "editable_wheel": EditableWheelWithStartupHook,

@@ -19,6 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from lavis_regionvlm.data.ln_prepared import PreparedNarratives
 from lavis_regionvlm.tasks.region_captioning import normalize_caption
 
 PROJECT = Path(__file__).resolve().parents[1] / "projects" / "regionvlm"
@@ -32,13 +33,11 @@ def run(command: list[str], cwd: Path) -> None:
 def chance_exact_match(prepared_dir: Path) -> float:
     """% exact match of a captioner that names one of the image's phrases at random."""
     phrases = defaultdict(set)
-    samples = []
-    with open(prepared_dir / "samples.jsonl") as f:
-        for line in f:
-            record = json.loads(line)
-            phrases[record["image"]].add(normalize_caption(record["text"]))
-            samples.append(record["image"])
-    return 100.0 * sum(1 / len(phrases[image]) for image in samples) / len(samples)
+    images = []
+    for sample in PreparedNarratives(prepared_dir):
+        phrases[sample.image].add(normalize_caption(sample.text))
+        images.append(sample.image)
+    return 100.0 * sum(1 / len(phrases[image]) for image in images) / len(images)
 
 
 def last_metrics(output_dir: Path) -> dict:

@@ -90,7 +90,7 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(workdi
         else:
             pytest.fail("no mid-epoch checkpoint appeared")
     finally:
-        kill_processes_running(f"run.job_id=killed", workdir)  # the launcher and both ranks
+        kill_processes_running("run.job_id=killed", workdir)  # the launcher and both ranks
         process.wait()
     killed_at = load(out / "checkpoint_latest.pth")
     assert killed_at["epoch"] == 0 and 4 <= killed_at["iters_done"] < whole_iters(workdir)

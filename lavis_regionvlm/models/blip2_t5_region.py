@@ -19,7 +19,6 @@ import re
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from lavis.common.registry import registry
 from lavis.models.blip2_models.blip2 import disabled_train
 from lavis.models.blip2_models.blip2_t5 import Blip2T5

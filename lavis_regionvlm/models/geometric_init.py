@@ -56,6 +56,7 @@ def init_sincos_pos_embed_(vit) -> None:
     codes = torch.cat(
         [sincos_codes(xs.flatten(), dim // 2), sincos_codes(ys.flatten(), dim - dim // 2)], dim=1
     )
-    codes = codes * (0.02 / codes.std())  # the scale of the ViT's own initialisation
+    # Unit-amplitude codes, as MAE uses: scaled down to the 0.02 of a learned position
+    # embedding they drown under the patch embeddings and position is learned slowly.
     vit.pos_embed[0, 1:] = codes.to(vit.pos_embed.dtype)
     vit.pos_embed[0, 0] = 0

@@ -1,0 +1,56 @@
+"""K points per proposal for R draws, seeded per (image, proposal), written as point text.
+
+The random stream of a proposal depends only on the base seed, the image id and the
+proposal's index in the cache file, so results do not depend on the rank count, the batch,
+or which other proposals survived the filter.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from lavis_regionvlm.regions import Region, points_to_text
+
+
+def image_key(image_id: int | str) -> int:
+    """A non-negative int for an image id: the id itself, or the CRC32 of a string id."""
+    if isinstance(image_id, (int, np.integer)) and image_id >= 0:
+        return int(image_id)
+    return zlib.crc32(str(image_id).encode("utf-8"))
+
+
+def proposal_point_texts(
+    masks: Sequence[np.ndarray],
+    proposal_ids: Sequence[int],
+    *,
+    num_points: int,
+    draws: int,
+    seed: int,
+    image_id: int | str,
+    quantize: str,
+    dilation_px: int = 0,
+) -> list[str]:
+    """Point texts of every (proposal, draw), proposal-major: P * R strings.
+
+    Args:
+        masks: P (H, W) bool proposal masks.
+        proposal_ids: their indices in the cache file (part of each stream's seed).
+        num_points: K mask pixels per draw (pixel centres, relative coordinates).
+        draws: R draws per proposal.
+        seed: base seed.
+        image_id: the image's id (part of each stream's seed).
+        quantize: "floor" or "round", as the model was trained.
+        dilation_px: grow each mask by this many pixels before sampling (robustness study);
+            the predicted mask stays the proposal itself.
+    """
+    texts = []
+    for mask, proposal_id in zip(masks, proposal_ids):
+        region = Region.from_mask(mask)
+        if dilation_px:
+            region = region.dilate(dilation_px)
+        rng = np.random.default_rng([seed, image_key(image_id), int(proposal_id)])
+        for points in region.sample_point_draws(num_points, draws, rng):
+            texts.append(points_to_text(points, quantize=quantize))
+    return texts

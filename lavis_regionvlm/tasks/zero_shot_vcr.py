@@ -1,0 +1,201 @@
+"""`zero_shot_vcr`: answer VCR questions with one region embedding per referenced object.
+
+For each question the objects it (or its answers/rationales) refer to become regions (their
+polygon mask, or box), each written as K points seeded per (question, object), encoded by the
+Q-Former into a soft prompt Z_i and interleaved with the text in the T5 input (see
+`lavis_regionvlm.vcr.prompt`). Three settings are answered:
+    Q->A   (question + 4 answers)
+    QA->R  (question + GOLD answer + 4 rationales)
+    Q->AR  (answer chosen, then the rationale chosen given the PREDICTED answer; right only
+            when both are right)
+Accuracies: `lavis_regionvlm.vcr.metrics.vcr_accuracies`. A split without labels (test) gets
+predictions only: the log and the metrics file say so.
+
+Run config keys (`run:`), all optional:
+    choice_method: generate   # generate (the paper: 5-beam, first number parsed) | rank (LM loss)
+    vcr_layout: official      # official | compact | text_only (lavis_regionvlm.vcr.prompt)
+    qa_template / qar_template / choice_template: prompt text templates (PromptLayout)
+    rank_target: "{text}"     # candidate text scored by `rank`; fields {n}, {text}
+    rank_score: mean          # mean | sum token NLL
+    num_beams: 5
+    max_len: 10               # new tokens generated
+    max_input_len: null       # T5 input positions kept (null = all)
+    num_points: null          # K per object; null = the model's num_points
+    point_quantize: null      # floor | round; null = the model's point_quantize
+    seed: 0                   # with annot_id and object id, fixes each object's points
+
+Results (LAVIS `result_dir`): `<split>_epoch<e>.json`, one record per question (duplicates
+from the distributed sampler removed on `annot_id`), and `<split>_epoch<e>_metrics.json`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from lavis.common.dist_utils import is_main_process
+from lavis.common.registry import registry
+from lavis.tasks.base_task import BaseTask
+
+import lavis_regionvlm.vcr.builder  # noqa: F401  (registers the `vcr` dataset builder)
+from lavis_regionvlm.vcr.choose import RANK_SCORES, generate_choices, rank_choices
+from lavis_regionvlm.vcr.data import VcrExample, region_texts, render_tokens
+from lavis_regionvlm.vcr.embed import interleaved_inputs
+from lavis_regionvlm.vcr.metrics import vcr_accuracies
+from lavis_regionvlm.vcr.prompt import PromptLayout, prompt_text
+
+logger = logging.getLogger(__name__)
+CHOICE_METHODS = ("generate", "rank")
+
+
+@registry.register_task("zero_shot_vcr")
+class ZeroShotVCRTask(BaseTask):
+    """Zero-shot VCR over a `vcr` dataset (one item per question)."""
+
+    def __init__(self, layout: PromptLayout | None = None, choice_method: str = "generate",
+                 rank_target: str = "{text}", rank_score: str = "mean", num_beams: int = 5,
+                 max_len: int = 10, max_input_len: Optional[int] = None,
+                 num_points: Optional[int] = None, point_quantize: Optional[str] = None, seed: int = 0):
+        super().__init__()
+        if choice_method not in CHOICE_METHODS:
+            raise ValueError(f"choice_method must be one of {CHOICE_METHODS}, got {choice_method!r}")
+        if rank_score not in RANK_SCORES:
+            raise ValueError(f"rank_score must be one of {RANK_SCORES}, got {rank_score!r}")
+        self.layout = layout or PromptLayout()
+        self.choice_method, self.rank_target, self.rank_score = choice_method, rank_target, rank_score
+        self.num_beams, self.max_len, self.max_input_len = num_beams, max_len, max_input_len
+        self.num_points, self.point_quantize, self.seed = num_points, point_quantize, seed
+
+    @classmethod
+    def setup_task(cls, cfg=None, **kwargs) -> "ZeroShotVCRTask":
+        run = cfg.run_cfg if cfg is not None else {}
+        get = run.get
+        defaults = PromptLayout()
+        layout = PromptLayout(
+            layout=get("vcr_layout", defaults.layout),
+            qa_template=get("qa_template", defaults.qa_template),
+            qar_template=get("qar_template", defaults.qar_template),
+            choice_template=get("choice_template", defaults.choice_template),
+        )
+        return cls(
+            layout, choice_method=get("choice_method", "generate"), rank_target=get("rank_target", "{text}"),
+            rank_score=get("rank_score", "mean"), num_beams=get("num_beams", 5), max_len=get("max_len", 10),
+            max_input_len=get("max_input_len", None), num_points=get("num_points", None),
+            point_quantize=get("point_quantize", None), seed=get("seed", 0),
+        )
+
+    # ------------------------------------------------------------------ inference
+
+    def soft_prompts(self, model, image_embeds: torch.Tensor, examples: list[VcrExample],
+                     regions: list[dict]) -> list[dict]:
+        """Per question {object id: (N, D) soft prompt}; one Q-Former call for the batch."""
+        k = self.num_points or model.num_points
+        quantize = self.point_quantize or model.point_quantize
+        keys, texts, rows = [], [], []
+        for row, (example, objects) in enumerate(zip(examples, regions)):
+            for i, text in region_texts(objects, example.annot_id, k, quantize, self.seed).items():
+                keys.append((row, i))
+                texts.append(text)
+                rows.append(row)
+        out = [dict() for _ in examples]
+        if texts:
+            embeds = model.encode_regions(image_embeds, texts, torch.tensor(rows, dtype=torch.long))
+            for (row, i), z in zip(keys, embeds):
+                out[row][i] = z
+        return out
+
+    def choose(self, model, prompts: list, slots: list[dict], candidates: list[list[str]]) -> dict:
+        """Choices (and outputs or scores) for a batch of prompts."""
+        inputs, mask = interleaved_inputs(model, prompts, slots, self.max_input_len)
+        if self.choice_method == "generate":
+            choices, texts = generate_choices(model, inputs, mask, self.num_beams, self.max_len)
+            return {"choices": choices, "outputs": texts, "scores": [None] * len(choices)}
+        targets = [[self.rank_target.format(n=n, text=c) for n, c in enumerate(row, 1)] for row in candidates]
+        choices, scores = rank_choices(model, inputs, mask, targets, self.rank_score)
+        return {"choices": choices, "outputs": [None] * len(choices),
+                "scores": [[round(float(s), 5) for s in row] for row in scores]}
+
+    @torch.no_grad()
+    def valid_step(self, model, samples: dict) -> list[dict]:
+        """One record per question: predictions for Q->A, QA->R (gold answer) and Q->AR."""
+        examples: list[VcrExample] = samples["example"]
+        image_embeds = model.encode_image(samples["image"].to(model.device))
+        slots = self.soft_prompts(model, image_embeds, examples, samples["regions"])
+
+        answers = self.choose(
+            model, [self.layout.qa_prompt(e) for e in examples], slots,
+            [[render_tokens(c) for c in e.answer_choices] for e in examples],
+        )
+        # Rationales are chosen given the gold answer (QA->R) and given the predicted one
+        # (Q->AR); when they are the same answer, once.
+        jobs = []  # (row, answer index)
+        for row, (example, pred) in enumerate(zip(examples, answers["choices"])):
+            conditions = {a for a in (example.answer_label, pred) if a is not None and a >= 0}
+            jobs.extend((row, a) for a in sorted(conditions))
+        by_job = {}
+        if jobs:
+            rationales = self.choose(
+                model, [self.layout.qar_prompt(examples[r], a) for r, a in jobs], [slots[r] for r, _ in jobs],
+                [[render_tokens(c) for c in examples[r].rationale_choices] for r, _ in jobs],
+            )
+            for index, job in enumerate(jobs):
+                by_job[job] = {k: v[index] for k, v in rationales.items()}
+
+        records = []
+        for row, example in enumerate(examples):
+            pred = answers["choices"][row]
+            given_gold = by_job.get((row, example.answer_label), {}) if example.answer_label is not None else {}
+            given_pred = by_job.get((row, pred), {}) if pred >= 0 else {}
+            records.append({
+                "annot_id": example.annot_id, "img_fn": example.img_fn,
+                "prompt": prompt_text(self.layout.qa_prompt(example)),
+                "object_ids": example.object_ids,
+                "answer_label": example.answer_label, "rationale_label": example.rationale_label,
+                "answer_pred": pred,
+                "answer_output": answers["outputs"][row], "answer_scores": answers["scores"][row],
+                "rationale_pred_gold": given_gold.get("choices", -1) if given_gold else -1,
+                "rationale_pred": given_pred.get("choices", -1) if given_pred else -1,
+                "rationale_output": given_pred.get("outputs"), "rationale_scores": given_pred.get("scores"),
+                "choice_method": self.choice_method,
+            })
+        return records
+
+    # ------------------------------------------------------------------ results
+
+    def after_evaluation(self, val_result: list[dict], split_name: str, epoch, **kwargs) -> dict:
+        """Merge ranks (each question once), write results and metrics; metrics on rank 0."""
+        result_file = self.save_result(
+            val_result, result_dir=registry.get_path("result_dir"),
+            filename=f"{split_name}_epoch{epoch}", remove_duplicate="annot_id",
+        )
+        if not is_main_process():
+            return {"agg_metrics": 0.0}
+        with open(result_file) as f:
+            records = json.load(f)
+        metrics = vcr_metrics(records, self.choice_method)
+        if metrics["labeled"]:
+            logger.info("VCR %s (%s): Q->A %.2f QA->R %.2f Q->AR %.2f over %d questions", split_name,
+                        self.choice_method, metrics["q2a"], metrics["qa2r"], metrics["q2ar"], metrics["count"])
+        else:
+            logger.info("VCR %s has no labels: predictions for %d questions written to %s; "
+                        "accuracies not computed", split_name, metrics["count"], result_file)
+        metrics_file = Path(result_file).with_name(f"{split_name}_epoch{epoch}_metrics.json")
+        metrics_file.write_text(json.dumps(metrics, indent=1))
+        output_dir = registry.get_path("output_dir")
+        if output_dir:
+            with open(os.path.join(output_dir, "evaluate.txt"), "a") as f:
+                f.write(json.dumps({split_name: metrics, "epoch": epoch}) + "\n")
+        return metrics
+
+
+def vcr_metrics(records: list[dict], choice_method: str = "generate") -> dict:
+    """Metrics of a merged results list: accuracies when every record is labeled, else a note."""
+    labeled = all(r.get("answer_label") is not None and r.get("rationale_label") is not None for r in records)
+    if records and labeled:
+        metrics = vcr_accuracies(records)
+        return {**metrics, "labeled": True, "choice_method": choice_method, "agg_metrics": metrics["q2ar"]}
+    return {"labeled": False, "count": len(records), "choice_method": choice_method, "agg_metrics": 0.0,
+            "note": "split has no labels: predictions written, accuracies not computed"}

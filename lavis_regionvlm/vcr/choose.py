@@ -1,0 +1,59 @@
+"""Choose one of four candidates from a T5 encoder input.
+
+- `generate`: beam search (5 beams in the paper), the first number of the output is the
+  choice (-1 when there is none in 1-4: counted wrong).
+- `rank`: the encoder runs once per prompt; the decoder scores each candidate text (the
+  `rank_target` template filled with the choice) by its LM loss; the lowest wins. Never
+  invalid.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from lavis_regionvlm.vcr.metrics import parse_choice
+
+RANK_SCORES = ("mean", "sum")
+
+
+@torch.no_grad()
+def generate_choices(model, inputs_embeds, attention_mask, num_beams: int = 5,
+                     max_new_tokens: int = 10) -> tuple[list[int], list[str]]:
+    """(B choices 0-3 or -1, B generated texts)."""
+    with model.maybe_autocast(dtype=torch.bfloat16):
+        outputs = model.t5_model.generate(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, do_sample=False,
+            num_beams=num_beams, max_new_tokens=max_new_tokens,
+        )
+    texts = model.t5_tokenizer.batch_decode(outputs, skip_special_tokens=True)
+    return [parse_choice(t) for t in texts], texts
+
+
+@torch.no_grad()
+def rank_choices(model, inputs_embeds, attention_mask, candidates: Sequence[Sequence[str]],
+                 score: str = "mean") -> tuple[list[int], torch.Tensor]:
+    """(B choices, (B, C) scores): per row, the candidate with the lowest LM loss.
+
+    score: "mean" token NLL (what `decoder_nll` returns, `</s>` included) or "sum" (the
+    sequence's negative log-likelihood).
+    """
+    if score not in RANK_SCORES:
+        raise ValueError(f"rank_score must be one of {RANK_SCORES}, got {score!r}")
+    rows, count = len(candidates), len(candidates[0])
+    if any(len(c) != count for c in candidates):
+        raise ValueError("every row needs the same number of candidates")
+    flat = [c for row in candidates for c in row]
+    with model.maybe_autocast(dtype=torch.bfloat16):
+        hidden = model.t5_model.encoder(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True
+        ).last_hidden_state
+        nll = model.decoder_nll(
+            hidden.repeat_interleave(count, dim=0), attention_mask.repeat_interleave(count, dim=0), flat
+        )
+    if score == "sum":
+        lengths = model.t5_tokenizer(flat, truncation=True, max_length=model.max_txt_len,
+                                     return_length=True).length
+        nll = nll * torch.tensor(lengths, dtype=nll.dtype, device=nll.device)
+    scores = nll.float().view(rows, count).cpu()
+    return scores.argmin(dim=1).tolist(), scores
