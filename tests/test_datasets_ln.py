@@ -257,8 +257,10 @@ def test_image_root_override_and_crop(prepared, tmp_path):
 
 
 def test_config_errors_name_the_key_and_path(prepared, tmp_path):
-    with pytest.raises(ConfigError, match=r"build_info\.annotations\.train\.files must be a non-empty list"):
+    with pytest.raises(ConfigError, match=r"build_info\.annotations lists no split"):
         registry.get_builder_class("localized_narratives")().build_datasets()
+    with pytest.raises(ConfigError, match=r"build_info\.annotations\.train\.files must be a non-empty list"):
+        build([])
     with pytest.raises(ConfigError, match=r"files\[1\]\.path: .*nowhere does not exist"):
         build([{"path": str(prepared["coco"])}, {"path": str(tmp_path / "nowhere")}])
     (tmp_path / "raw_only").mkdir()

@@ -57,6 +57,11 @@ class LocalDataBuilder(BaseDatasetBuilder):
         self.build_processors()
         annotations = require(require(self.config, "build_info", self.where), "annotations",
                               f"{self.where}.build_info")
+        if not annotations:
+            raise ConfigError(
+                f"{self.where}.build_info.annotations lists no split; give at least one of "
+                f"{SPLITS} (see the builder's default YAML for its keys)"
+            )
         datasets = {}
         for split in annotations:
             where = f"{self.where}.build_info.annotations.{split}"
