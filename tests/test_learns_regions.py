@@ -23,15 +23,9 @@ EPOCHS = 6
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("learn")
-    data = root / "data/synthetic"
-    for module, args in (
-        ("lavis_regionvlm.data.synthetic", ["--out", str(data), "--num-images", "400"]),
-        ("lavis_regionvlm.data.prepare_synthetic", ["--root", str(data)]),
-    ):
-        subprocess.run([sys.executable, "-m", module, *args], check=True, env=ENV, capture_output=True)
-    return root
+def workdir(prepared_synthetic_workdir):
+    """A working directory holding a small prepared synthetic dataset at data/synthetic."""
+    return prepared_synthetic_workdir("learn", 400)
 
 
 def train(workdir: Path, job: str, *options: str) -> Path:

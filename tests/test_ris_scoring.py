@@ -23,13 +23,7 @@ EXPRESSIONS = ["the red circle", "blue one", "the shape at the top left of the p
 KEEP_ALL = ProposalFilter(min_area_frac=0.0, border_frac=1.0, fallback_min_area_frac=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine two threads fight the other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,7 @@ IMAGES_PER_STEP = 8
 SPLIT = "val"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def training_groups(refcoco, vis, txt):

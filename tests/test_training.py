@@ -16,16 +16,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NU
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(prepared_synthetic_workdir):
     """A working directory holding a small prepared synthetic dataset at data/synthetic."""
-    root = tmp_path_factory.mktemp("train")
-    data = root / "data/synthetic"
-    for module, args in (
-        ("lavis_regionvlm.data.synthetic", ["--out", str(data), "--num-images", "60"]),
-        ("lavis_regionvlm.data.prepare_synthetic", ["--root", str(data)]),
-    ):
-        subprocess.run([sys.executable, "-m", module, *args], check=True, env=ENV, capture_output=True)
-    return root
+    return prepared_synthetic_workdir("train", 60)
 
 
 def train_command(job_id: str, *options: str) -> list[str]:
