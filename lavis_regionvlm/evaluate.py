@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from lavis_regionvlm.launch import prepare
+from lavis_regionvlm.launch import close_distributed, prepare
 
 
 def main(argv: list[str] | None = None) -> None:
-    prepare(argv, "Evaluate a LAVIS model (lavis_regionvlm registered)").evaluate(skip_reload=True)
+    runner = prepare(argv, "Evaluate a LAVIS model (lavis_regionvlm registered)")
+    runner.evaluate(skip_reload=True)
+    close_distributed()  # after success only: a failed rank must exit, not wait at a barrier
 
 
 if __name__ == "__main__":

@@ -57,6 +57,15 @@ def init_distributed(run_cfg) -> None:
     setup_for_distributed(run_cfg.rank == 0)
 
 
+def close_distributed() -> None:
+    """Leave the process group cleanly: every rank waits for the others, then the group is
+    destroyed. A gloo group left to interpreter shutdown can abort a rank at exit
+    ("terminate called without an active exception") after the work has finished."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def setup_seeds(run_cfg) -> None:
     """Seed python, numpy and torch with `run.seed + rank`, as LAVIS's `train.py` does."""
     seed = int(run_cfg.get("seed", 42)) + get_rank()

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import sys
 
-from lavis_regionvlm.launch import prepare
+from lavis_regionvlm.launch import close_distributed, prepare
 
 
 def main(argv: list[str] | None = None) -> None:
-    prepare(argv, "Train a LAVIS model (lavis_regionvlm registered)").train()
+    runner = prepare(argv, "Train a LAVIS model (lavis_regionvlm registered)")
+    runner.train()
+    close_distributed()  # after success only: a failed rank must exit, not wait at a barrier
 
 
 if __name__ == "__main__":
