@@ -56,7 +56,7 @@ setup(
     packages=find_packages(include=["lavis_regionvlm", "lavis_regionvlm.*"]),
     py_modules=["lavis_regionvlm_autoload"],
     include_package_data=True,
-    package_data={"lavis_regionvlm": ["configs/**/*.yaml", "assets/**/*"]},
+    package_data={"lavis_regionvlm": ["configs/**/*.yaml", "assets/**/*", "demo/static/*"]},
     install_requires=[
         "salesforce-lavis==1.0.2",
         # LAVIS 1.0.2's working pins (its own metadata is looser than what runs).
@@ -75,9 +75,14 @@ setup(
         "sentencepiece",
         "Pillow",
         "tqdm",
+        # the web demo (`regionvlm demo`)
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "python-multipart>=0.0.9",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # the browser test drives Debian's chromium (scripts/test.sh installs it)
+        "test": ["pytest>=7", "httpx>=0.27", "playwright>=1.44"],
     },
     entry_points={"console_scripts": ["regionvlm = lavis_regionvlm.cli:main"]},
     cmdclass={

@@ -68,3 +68,40 @@ def prepared_synthetic_workdir(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def scene_png(tmp_path_factory):
+    """A 64x64 PNG: a red disc on the left, a blue square on the right, light background."""
+    from PIL import Image, ImageDraw
+
+    path = tmp_path_factory.mktemp("scene") / "scene.png"
+    image = Image.new("RGB", (64, 64), (235, 235, 225))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((6, 20, 28, 42), fill=(220, 30, 30))
+    draw.rectangle((38, 22, 58, 42), fill=(30, 60, 220))
+    image.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_server():
+    """A function (**DemoConfig fields) -> a running demo server on 127.0.0.1 and a free
+    port, around the tiny model: a namespace with `url` and `predictor` (its base
+    predictor). Servers stop at the end of the module."""
+    from types import SimpleNamespace
+
+    from lavis_regionvlm.demo import DemoConfig, create_app, start_server
+    from lavis_regionvlm.interactive import RegionPredictor
+
+    running = []
+
+    def start(**config):
+        predictor = RegionPredictor.from_pretrained("tiny")
+        server = start_server(create_app(predictor, DemoConfig(**config)))
+        running.append(server)
+        return SimpleNamespace(url=server.url, predictor=predictor)
+
+    yield start
+    for server in running:
+        server.stop()

@@ -5,7 +5,10 @@
     regionvlm ask     --image img.png --points "[32 64] [37 62]" --question "what colour is it?"
     regionvlm score   --image img.png --region box.json --text "a dog" --text "a cat"
     regionvlm segment --image img.png --expression "the dog on the left" --proposals props.json --out out/
+    regionvlm attention --image img.png --points "[32 64] [37 62]" --out attention.png [--layers last]
+    regionvlm attention --image img.png --points "[32 64]" --points "[70 20]" --out maps/ --json
     regionvlm chat    --image img.png [--points "[32 64]"] < questions.txt
+    regionvlm demo    [--port 7860] [--sam-type vit_h --sam-checkpoint sam_vit_h_4b8939.pth]
 
 Common options: --model-type (default regionvlm_flant5xl; `tiny` for a quick offline try),
 --checkpoint PATH, --device, --seed, --num-points, --quantize, --json.
@@ -21,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
+
+from lavis_regionvlm.demo.server import add_demo_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
@@ -48,21 +53,32 @@ def _points_arg(value: str) -> tuple[str, str]:
     return ("--points", value)
 
 
+def _layers_arg(value: str):
+    from lavis_regionvlm.interactive.attention import parse_layers
+
+    try:
+        return parse_layers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model-type", default=DEFAULT_MODEL_TYPE,
+                       help=f"blip2_t5_region model type (default {DEFAULT_MODEL_TYPE}; 'tiny' needs no files)")
+    model.add_argument("--checkpoint", help="fine-tuned checkpoint (path or URL) to load")
+    model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    model.add_argument("--seed", type=int, default=0, help="seed of the region point draws")
+    model.add_argument("--num-points", type=int, default=None, help="K points per region (default: the model's)")
+    model.add_argument("--quantize", choices=("floor", "round"), default=None,
+                       help="point-text rounding (default: the model's)")
+
+    common = argparse.ArgumentParser(add_help=False, parents=[model])
     common.add_argument("--image", required=True, help="image file")
-    common.add_argument("--model-type", default=DEFAULT_MODEL_TYPE,
-                        help=f"blip2_t5_region model type (default {DEFAULT_MODEL_TYPE}; 'tiny' needs no files)")
-    common.add_argument("--checkpoint", help="fine-tuned checkpoint (path or URL) to load")
-    common.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    common.add_argument("--seed", type=int, default=0, help="seed of the region point draws")
-    common.add_argument("--num-points", type=int, default=None, help="K points per region (default: the model's)")
-    common.add_argument("--quantize", choices=("floor", "round"), default=None,
-                        help="point-text rounding (default: the model's)")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     regions = argparse.ArgumentParser(add_help=False)
@@ -93,12 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--sam-config", help="YAML with `sam` and `generator` blocks (runs SAM)")
     segment.add_argument("--out", help="folder for mask.png, mask_rle.json, overlay.png")
 
+    attention = commands.add_parser(
+        "attention", parents=[common, regions],
+        help="heat map of where the Q-Former looks for each region")
+    attention.add_argument("--out", required=True, metavar="PATH",
+                           help="PNG file for one region, or an existing folder (one attention_<i>.png per region)")
+    attention.add_argument("--layers", type=_layers_arg, default="all",
+                           help="cross-attention layers to average: all (default), first, last, or indices '0,2'")
+    attention.add_argument("--alpha", type=float, default=0.6, help="heat-map opacity at the peak, 0..1 (default 0.6)")
+
     chat = commands.add_parser("chat", parents=[common, regions, generation],
                                help="a conversation read from stdin (works with piped input)")
     chat.add_argument("--max-input-tokens", type=int, default=512)
     chat.add_argument("--no-feed-answers", action="store_true", help="leave previous answers out of the prompt")
     chat.add_argument("--export", help="write the session JSON here at the end")
     chat.add_argument("--replay", help="replay a session JSON first (same image), then go on")
+
+    demo = commands.add_parser("demo", parents=[model], help="the web demo (and its JSON API) on 127.0.0.1")
+    add_demo_arguments(demo)
     return parser
 
 
@@ -258,12 +286,76 @@ def cmd_segment(args, predictor, regions, out: TextIO) -> int:
     return EXIT_OK
 
 
+def attention_paths(args, count: int) -> list[Path]:
+    """Where `attention` writes its PNGs: --out itself for one region (a .png path in an
+    existing folder, or an existing folder: attention_0.png in it), else one
+    attention_<i>.png per region in --out, which must be an existing folder."""
+    out = Path(args.out)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CliError(f"--alpha must be in [0, 1], got {args.alpha}")
+    if out.is_dir():
+        return [out / f"attention_{i}.png" for i in range(count)]
+    if count > 1:
+        raise CliError(f"--out: {count} regions write one PNG each into a folder, and {args.out} "
+                       "is not an existing folder (create it, or give one region)")
+    if out.suffix.lower() != ".png":
+        raise CliError(f"--out: expected a .png file or an existing folder, got {args.out}")
+    if not out.parent.is_dir():
+        raise CliError(f"--out: no such folder: {out.parent}")
+    return [out]
+
+
+def cmd_attention(args, predictor, regions, out: TextIO) -> int:
+    rows, described = _region_rows(predictor, regions)
+    paths = attention_paths(args, len(rows))
+    try:
+        maps = predictor.attention_map(rows, layers=args.layers)
+    except ValueError as exc:  # a layer without cross-attention
+        raise CliError(f"--layers: {exc}") from None
+    image = predictor.image
+    for attention_map, region, path in zip(maps, rows, paths):
+        picture = attention_map.overlay(image, alpha=args.alpha, points=region is not None)
+        try:
+            picture.save(path, format="PNG")
+        except OSError as exc:
+            raise CliError(f"--out: cannot write {path}: {exc}", EXIT_FAILED) from None
+    if args.json:
+        results = [{**d, "path": str(p), **{k: v for k, v in m.to_json().items() if k != "region_text"}}
+                   for d, p, m in zip(described, paths, maps)]
+        print(json.dumps({**_header(args, predictor), "results": results}), file=out)
+    else:
+        for path in paths:
+            print(path, file=out)
+    return EXIT_OK
+
+
+def run_demo(args) -> int:
+    """Load the model (and SAM), then serve the demo until interrupted."""
+    from lavis_regionvlm.demo.server import check_demo_options, serve
+
+    try:
+        check_demo_options(args)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    predictor = load_predictor(args)
+    try:
+        serve(predictor, args)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 def _print_lines(texts: Sequence[str], out: TextIO) -> None:
     for i, text in enumerate(texts):
         print(f"[{i}] {text}" if len(texts) > 1 else text, file=out)
 
 
-COMMANDS = {"caption": cmd_caption, "ask": cmd_ask, "score": cmd_score, "segment": cmd_segment}
+COMMANDS = {"caption": cmd_caption, "ask": cmd_ask, "score": cmd_score, "segment": cmd_segment,
+            "attention": cmd_attention}
+# Checks of a command's own arguments, run before the model loads (args, regions) -> None.
+EARLY_CHECKS = {"attention": lambda args, regions: attention_paths(args, max(1, len(regions)))}
 
 
 # ---------------------------------------------------------------------- entry point
@@ -280,7 +372,11 @@ def main(argv: Optional[Sequence[str]] = None, *, stdin: Optional[TextIO] = None
     except SystemExit as exc:  # argparse printed the usage and the error (or --help)
         return int(exc.code or 0)
     try:
+        if args.command == "demo":
+            return run_demo(args)
         regions = read_regions(args) if hasattr(args, "regions") else []
+        if args.command in EARLY_CHECKS:
+            EARLY_CHECKS[args.command](args, regions)
         image = read_image(args.image)
         predictor = load_predictor(args)
         predictor.set_image(image)

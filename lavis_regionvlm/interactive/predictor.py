@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm.interactive.attention import AttentionMap, LayerSpec, attention_maps
 from lavis_regionvlm.models.pieces import Piece, embed_pieces
 from lavis_regionvlm.interactive.regions_input import as_region, is_single_region
 from lavis_regionvlm.regions import QUANTIZE_MODES
@@ -357,6 +358,21 @@ class RegionPredictor:
             ])
         losses = losses.float().cpu()
         return losses[0] if single else losses
+
+    @torch.inference_mode()
+    def attention_map(
+        self, regions: Any = None, *, layers: LayerSpec = "all"
+    ) -> Union[AttentionMap, list[AttentionMap]]:
+        """Where the Q-Former's queries look for a region (None: the whole image): their
+        cross-attention over the image patches, averaged over heads, queries and `layers`
+        ("all", "first", "last", or Q-Former layer indices), as an `AttentionMap` ((h, w)
+        grid summing to 1; `overlay` draws it on the image). Uses the cached image embedding.
+
+        Returns one map for one region, a list for a list of regions.
+        """
+        single = is_single_region(regions)
+        maps = attention_maps(self.model, self.image_embeds, self.region_texts(regions), layers=layers)
+        return maps[0] if single else maps
 
     def segment(
         self,

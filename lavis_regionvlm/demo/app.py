@@ -1,0 +1,269 @@
+"""The web demo's HTTP server: a JSON API for programs, and the page that uses it.
+
+Every operation of the page is an API call, so what a user does in the browser a program
+can do with curl (see `docs/demo_api.md`; `GET /openapi.json` has the schema):
+
+    POST   /api/sessions                     upload an image (multipart field "image") -> session
+    GET    /api/sessions/{id}                the session: image, regions, turns, settings
+    DELETE /api/sessions/{id}                forget it
+    POST   /api/sessions/{id}/regions        add a region {"region": {...}} -> index, K points sent
+    DELETE /api/sessions/{id}/regions/last   undo the last region
+    POST   /api/sessions/{id}/chat           {"message": "what is [0]?"} -> answer
+    POST   /api/sessions/{id}/caption        {"region": 0 | {...} | "[32 64]" | null} -> caption
+    POST   /api/sessions/{id}/ask            {"question": "...", "region": ...} -> answer
+    POST   /api/sessions/{id}/score          {"texts": [...], "region": ...} -> losses (nats)
+    POST   /api/sessions/{id}/segment        {"expression": "..."} -> mask (COCO RLE) + overlay PNG
+    POST   /api/sessions/{id}/attention      {"region": ...} -> attention overlay PNG
+    POST   /api/sessions/{id}/reset          {"keep_regions": false} -> clears the chat
+    GET    /api/sessions/{id}/export         the chat session JSON (replayable with `Chat.replay`)
+
+Errors are JSON `{"error": "<what was wrong and where>"}` with status 400 (bad input),
+404 (unknown session), 409 (conflict), 413 (upload too large), 422 (malformed request).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Optional, Union
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSessionError
+from lavis_regionvlm.demo.uploads import UploadLimits, read_upload
+from lavis_regionvlm.interactive.predictor import RegionPredictor
+from lavis_regionvlm.interactive.regions_input import as_region
+from lavis_regionvlm.ris.segment import overlay as mask_overlay
+
+__all__ = ["create_app", "DemoConfig"]
+
+RegionField = Union[int, dict[str, Any], str, None]
+REGION_HELP = ('a region index of the session (0, 1, ...), a region object ({"points": [[x, y], ...]}, '
+               '{"scribble": ...}, {"box": ...}, {"rle": ...}), point text "[32 64] [37 62]", or null for the whole image')
+STATIC = resources.files("lavis_regionvlm.demo") / "static"
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Server settings. limits: upload limits. max_sessions / idle_seconds: see `SessionStore`.
+    mask_generator: SAM's automatic mask generator for `segment` (None: segmentation is
+    refused with a message)."""
+
+    limits: UploadLimits = UploadLimits()
+    max_sessions: int = 32
+    idle_seconds: float = 3600.0
+    mask_generator: Any = None
+
+
+class RegionBody(BaseModel):
+    region: RegionField = Field(None, description=REGION_HELP)
+
+
+class ChatBody(BaseModel):
+    message: str = Field(..., description='the user\'s text; refer to regions as "[0]", "[1]"')
+
+
+class AskBody(RegionBody):
+    question: str
+
+
+class ScoreBody(RegionBody):
+    texts: list[str] = Field(..., min_length=1)
+
+
+class SegmentBody(BaseModel):
+    expression: str = Field(..., min_length=1)
+
+
+class ResetBody(BaseModel):
+    keep_regions: bool = False
+
+
+def png_data_url(image: Image.Image) -> str:
+    """A PIL image as a `data:image/png;base64,...` URL."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) -> FastAPI:
+    """The demo app around a loaded predictor (its model is shared by all sessions)."""
+    config = config or DemoConfig()
+    store = SessionStore(predictor, max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
+    model_lock = threading.Lock()  # one model, many request threads: one call at a time
+    app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
+    app.state.sessions = store
+
+    def region_of(session: DemoSession, region: RegionField):
+        if isinstance(region, bool):
+            raise ValueError(f"region: expected {REGION_HELP}; got {region!r}")
+        if isinstance(region, int):
+            count = len(session.chat.regions)
+            if not 0 <= region < count:
+                have = f"regions 0..{count - 1}" if count else "no regions yet"
+                raise ValueError(f"region index {region}: the session has {have}")
+            return session.chat.regions[region]
+        if region is None or (isinstance(region, str) and not region.strip()):
+            return None
+        return as_region(region)
+
+    @app.exception_handler(UnknownSessionError)
+    async def unknown_session(request: Request, exc: UnknownSessionError):
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(ValueError)
+    async def bad_input(request: Request, exc: ValueError):
+        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError):
+        problems = []
+        for error in exc.errors():
+            location = [str(part) for part in error.get("loc", ()) if part != "body"]
+            if error.get("type") == "json_invalid":
+                reason = (error.get("ctx") or {}).get("error", error.get("msg"))
+                problems.append(f"the body is not valid JSON (at character {''.join(location) or '?'}): {reason}")
+            else:
+                problems.append(f"{'.'.join(location) or 'body'}: {error.get('msg')}")
+        return JSONResponse({"error": "malformed request: " + "; ".join(problems),
+                             "details": jsonable_encoder(exc.errors())},
+                            status_code=422)
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES:
+            return JSONResponse({"error": f"request body of {int(length)} bytes is over the upload limit of "
+                                          f"{config.limits.max_bytes} bytes (server option --max-upload-mb)"},
+                                status_code=413)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(str(STATIC / "index.html"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/api/info")
+    def info():
+        """Model settings and server limits (what the page shows and checks)."""
+        return {**predictor.settings, "limits": asdict(config.limits),
+                "segmentation": config.mask_generator is not None}
+
+    @app.post("/api/sessions", status_code=201)
+    def create_session(image: UploadFile = File(..., description="the image file")):
+        """Upload an image: a new session (the ViT runs once here)."""
+        rgb = read_upload(image.file, config.limits, image.filename or "upload")
+        with model_lock:
+            session = store.create(rgb)
+        return session.summary()
+
+    @app.get("/api/sessions/{session_id}")
+    def get_session(session_id: str):
+        return store.get(session_id).summary()
+
+    @app.delete("/api/sessions/{session_id}", status_code=204)
+    def delete_session(session_id: str):
+        store.delete(session_id)
+
+    @app.post("/api/sessions/{session_id}/regions", status_code=201)
+    def add_region(session_id: str, body: RegionBody):
+        """Add a region; returns its index and the K points the model will read."""
+        session = store.get(session_id)
+        if body.region is None or isinstance(body.region, int):
+            raise ValueError(f"region: give the region itself ({REGION_HELP.split(', ', 1)[1]})")
+        with model_lock:
+            index = session.chat.add_region(body.region)
+            return session.region_record(index)
+
+    @app.delete("/api/sessions/{session_id}/regions/last")
+    def remove_last_region(session_id: str):
+        """Undo the last region (refused while a turn refers to it)."""
+        session = store.get(session_id)
+        with model_lock:
+            if not session.chat.regions:
+                raise ValueError("there is no region to remove")
+            last = len(session.chat.regions) - 1
+            users = [n for n, turn in enumerate(session.chat.turns) if last in turn.regions]
+            if users:
+                return JSONResponse({"error": f"region [{last}] is referred to by turn(s) {users}; reset the chat "
+                                              "before removing it"}, status_code=409)
+            session.chat.regions.pop()
+        return {"regions": len(session.chat.regions)}
+
+    @app.post("/api/sessions/{session_id}/chat")
+    def chat(session_id: str, body: ChatBody):
+        """One chat turn; regions are referred to as [0], [1], ..."""
+        session = store.get(session_id)
+        with model_lock:
+            return session.chat.ask(body.message).to_json()
+
+    @app.post("/api/sessions/{session_id}/caption")
+    def caption(session_id: str, body: RegionBody):
+        session = store.get(session_id)
+        with model_lock:
+            region = region_of(session, body.region)
+            return {"caption": session.predictor.caption(region), "point_text": session.predictor.region_text(region)}
+
+    @app.post("/api/sessions/{session_id}/ask")
+    def ask(session_id: str, body: AskBody):
+        session = store.get(session_id)
+        with model_lock:
+            region = region_of(session, body.region)
+            return {"answer": session.predictor.ask(body.question, region),
+                    "point_text": session.predictor.region_text(region)}
+
+    @app.post("/api/sessions/{session_id}/score")
+    def score(session_id: str, body: ScoreBody):
+        """Mean token NLL (nats) of each text given the region; lower is more likely."""
+        session = store.get(session_id)
+        with model_lock:
+            losses = session.predictor.score(body.texts, region_of(session, body.region))
+        return {"texts": body.texts, "losses": [round(float(x), 5) for x in losses]}
+
+    @app.post("/api/sessions/{session_id}/segment")
+    def segment(session_id: str, body: SegmentBody):
+        """The SAM proposal the expression refers to (COCO RLE) and an overlay picture."""
+        session = store.get(session_id)
+        if config.mask_generator is None:
+            return JSONResponse({"error": "segmentation is off: start the demo with --sam-checkpoint "
+                                          "(or --sam-type tiny for a random-weight SAM)"}, status_code=409)
+        with model_lock:
+            result = session.predictor.segment(body.expression, mask_generator=config.mask_generator)
+        return {**result.to_json(), "overlay": png_data_url(mask_overlay(session.predictor.image, result.mask))}
+
+    @app.post("/api/sessions/{session_id}/attention")
+    def attention(session_id: str, body: RegionBody):
+        """The Q-Former queries' cross-attention over the image for a region, as an overlay."""
+        session = store.get(session_id)
+        with model_lock:
+            region = region_of(session, body.region)
+            attention_map = session.predictor.attention_map(region)
+            picture = attention_map.overlay(session.predictor.image, points=region is not None)
+        return {"overlay": png_data_url(picture), "point_text": attention_map.region_text}
+
+    @app.post("/api/sessions/{session_id}/reset")
+    def reset(session_id: str, body: ResetBody):
+        session = store.get(session_id)
+        with model_lock:
+            session.chat.reset(keep_regions=body.keep_regions)
+        return session.summary()
+
+    @app.get("/api/sessions/{session_id}/export")
+    def export(session_id: str):
+        """The chat session (image hash, regions, turns, settings), replayable with `Chat.replay`."""
+        session = store.get(session_id)
+        with model_lock:
+            record = session.chat.export()
+        return JSONResponse(record, headers={"Content-Disposition": 'attachment; filename="regionvlm_session.json"'})
+
+    return app
