@@ -85,10 +85,29 @@ def test_click_two_points_ask_and_read_the_answer(browser, server, scene_png):
     page.close()
 
 
-def test_segment_by_text_and_two_users_do_not_share_a_session(browser, server, scene_png):
+def scribble_region(page, stroke):
+    """Drag the mouse along `stroke` (relative points) in scribble mode, then add the region."""
+    page.check("input[name=mode][value=scribble]")
+    box = page.locator("#canvas").bounding_box()
+    at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for point in at[1:]:
+        page.mouse.move(*point, steps=4)
+    page.mouse.up()
+    page.click("#add-region")
+
+
+def test_scribble_segment_and_two_users_do_not_share_a_session(browser, server, scene_png):
     first = open_with_image(browser, server.url, scene_png)
     click_region(first, CLICKS)
     first.wait_for_selector("#regions li[data-index='0']")
+    scribble_region(first, [(0.65, 0.4), (0.75, 0.5), (0.85, 0.6)])  # across the blue square
+    first.wait_for_selector("#regions li[data-index='1']")
+    stroke = first.evaluate("window.demo.regions[1].region.scribble")
+    assert len(stroke) > 3 and abs(stroke[0][0] - 0.65) < 0.02 and abs(stroke[-1][1] - 0.6) < 0.02
+    sent = first.evaluate("window.demo.regions[1].sent_points")
+    assert len(sent) == server.predictor.num_points and all(0.6 <= x <= 0.9 for x, _ in sent)
     first.fill("#expression", "the red circle")
     first.click("#segment")
     first.wait_for_selector("#result:not([hidden])")
