@@ -71,6 +71,27 @@ def prepared_synthetic_workdir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def random_image():
+    """A function (seed=0, size=(48, 80)) -> an (H, W, 3) uint8 noise image."""
+    import numpy as np
+
+    def make(seed=0, size=(48, 80)):
+        return (np.random.default_rng(seed).random((*size, 3)) * 255).astype(np.uint8)
+
+    return make
+
+
+@pytest.fixture
+def vit_calls(predictor):
+    """Counts forward passes of the ViT of `predictor` (the test module's fixture) while the
+    test runs."""
+    calls = []
+    handle = predictor.model.visual_encoder.register_forward_hook(lambda *a: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+@pytest.fixture(scope="session")
 def scene_png(tmp_path_factory):
     """A 64x64 PNG: a red disc on the left, a blue square on the right, light background."""
     from PIL import Image, ImageDraw

@@ -22,23 +22,11 @@ from lavis_regionvlm.interactive.attention import (
 A, B = "[10 10] [12 15] [20 18]", "[90 80] [85 85] [70 90]"
 
 
-def _image(seed=0, size=(48, 80)):
-    return (np.random.default_rng(seed).random((*size, 3)) * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
-def predictor():
+def predictor(random_image):
     p = RegionPredictor.from_pretrained("tiny", device="cpu")
-    p.set_image(_image())
+    p.set_image(random_image())
     return p
-
-
-@pytest.fixture
-def vit_calls(predictor):
-    calls = []
-    handle = predictor.model.visual_encoder.register_forward_hook(lambda *a: calls.append(1))
-    yield calls
-    handle.remove()
 
 
 @pytest.fixture
@@ -163,7 +151,7 @@ def test_attention_map_does_not_run_the_vit(predictor, vit_calls):
     assert vit_calls == []
 
 
-def test_upsample_and_overlay(predictor):
+def test_upsample_and_overlay(random_image, predictor):
     image = predictor.image  # 80 x 48
     attention_map = predictor.attention_map("[50 50]")
     value = attention_map.upsample(48, 80)
@@ -192,9 +180,9 @@ def test_upsample_and_overlay(predictor):
 
 
 @pytest.fixture(scope="module")
-def image_path(tmp_path_factory):
+def image_path(tmp_path_factory, random_image):
     path = tmp_path_factory.mktemp("attention") / "img.png"
-    Image.fromarray(_image()).save(path)
+    Image.fromarray(random_image()).save(path)
     return path
 
 

@@ -14,10 +14,6 @@ from lavis_regionvlm.regions.masks import mask_to_rle
 FAST = {"num_beams": 2, "max_new_tokens": 3}
 
 
-def _image(seed=0, size=(48, 80)):
-    return (np.random.default_rng(seed).random((*size, 3)) * 255).astype(np.uint8)
-
-
 def _mask(h=48, w=80, box=(10, 5, 40, 30)):
     mask = np.zeros((h, w), bool)
     x1, y1, x2, y2 = box
@@ -26,19 +22,10 @@ def _mask(h=48, w=80, box=(10, 5, 40, 30)):
 
 
 @pytest.fixture(scope="module")
-def predictor():
+def predictor(random_image):
     p = RegionPredictor.from_pretrained("tiny", device="cpu")
-    p.set_image(_image())
+    p.set_image(random_image())
     return p
-
-
-@pytest.fixture
-def vit_calls(predictor):
-    """Counts forward passes of the ViT while the test runs."""
-    calls = []
-    handle = predictor.model.visual_encoder.register_forward_hook(lambda *a: calls.append(1))
-    yield calls
-    handle.remove()
 
 
 def test_from_pretrained_takes_the_models_settings(predictor):
@@ -59,8 +46,8 @@ def test_calls_without_an_image_raise_a_clear_error(predictor):
             call()
 
 
-def test_set_image_runs_the_vit_once_for_many_region_calls(predictor, vit_calls):
-    predictor.set_image(_image(1))
+def test_set_image_runs_the_vit_once_for_many_region_calls(random_image, predictor, vit_calls):
+    predictor.set_image(random_image(1))
     assert len(vit_calls) == 1
     regions = ["[32 64] [37 62]", {"box": [0.1, 0.1, 0.5, 0.6]}, Region.from_mask(_mask()), None]
     predictor.caption(regions, **FAST)
@@ -70,7 +57,7 @@ def test_set_image_runs_the_vit_once_for_many_region_calls(predictor, vit_calls)
     predictor.score(["a dog", "a cat"], regions)
     predictor.segment("the thing", [{"segmentation": mask_to_rle(_mask())}])
     assert len(vit_calls) == 1
-    predictor.set_image(_image(0))
+    predictor.set_image(random_image(0))
     assert len(vit_calls) == 2
 
 
@@ -127,7 +114,7 @@ def test_caption_matches_the_models_own_generation_and_batches(predictor):
     assert batch == [r.strip() for r in reference]
 
 
-def test_ask_about_regions_and_the_whole_image(predictor):
+def test_ask_about_regions_and_the_whole_image(random_image, predictor):
     one = predictor.ask("what colour is it?", "[32 64]", **FAST)
     assert isinstance(one, str)
     whole = predictor.ask("what colour is it?", **FAST)
@@ -155,8 +142,8 @@ def test_score_returns_losses_matching_the_models_scoring(predictor):
     assert predictor.score("a dog", None).shape == (1,)
 
 
-def test_image_inputs_path_pil_and_array_agree(predictor, tmp_path):
-    array = _image(3)
+def test_image_inputs_path_pil_and_array_agree(random_image, predictor, tmp_path):
+    array = random_image(3)
     path = tmp_path / "img.png"
     Image.fromarray(array).save(path)
     hashes, embeds = set(), []
@@ -175,7 +162,7 @@ def test_image_inputs_path_pil_and_array_agree(predictor, tmp_path):
         predictor.set_image(np.zeros((4, 4, 2), np.uint8))
     predictor.reset_image()
     assert not predictor.is_image_set
-    predictor.set_image(_image())
+    predictor.set_image(random_image())
 
 
 def test_segment_picks_a_proposal_and_runs_the_mask_generator_once(predictor, tmp_path):
