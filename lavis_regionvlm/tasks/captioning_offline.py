@@ -2,9 +2,7 @@
 COCO-format ground-truth file (NoCaps and other captioning benchmarks); see the class."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -12,6 +10,8 @@ from typing import Optional
 from lavis.common.dist_utils import is_main_process
 from lavis.common.registry import registry
 from lavis.tasks.captioning import CaptionTask
+
+from lavis_regionvlm.tasks.results import append_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ class OfflineCaptionTask(CaptionTask):
             return None
         metrics = caption_scores(self.gt_files[split_name], eval_result_file, spice=self.spice)
         metrics["agg_metrics"] = metrics["CIDEr"] + metrics["Bleu_4"]
-        with open(os.path.join(registry.get_path("output_dir"), "evaluate.txt"), "a") as f:
-            f.write(json.dumps({split_name: metrics}) + "\n")
+        append_metrics(split_name, metrics)
         logging.info("%s caption metrics: %s", split_name, metrics)
         return metrics
 

@@ -13,18 +13,18 @@ pycocoevalcap, BLEU-4 and CIDEr. Works with LAVIS's stock `runner_base` and with
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 
 import torch
 import torch.distributed as dist
-from lavis.common.dist_utils import get_world_size, is_main_process
+from lavis.common.dist_utils import get_world_size
 from lavis.common.registry import registry
 from lavis.datasets.data_utils import prepare_sample
 from lavis.tasks.base_task import BaseTask
+
+from lavis_regionvlm.tasks.results import append_metrics, merged_results
 
 
 def normalize_caption(text: str) -> str:
@@ -117,16 +117,11 @@ class RegionCaptioningTask(BaseTask):
         ]
 
     def after_evaluation(self, val_result, split_name, epoch, **kwargs):
-        result_file = self.save_result(
-            val_result, result_dir=registry.get_path("result_dir"),
-            filename=f"{split_name}_epoch{epoch}", remove_duplicate="instance_id",
-        )
-        if not is_main_process():
+        _, records = merged_results(self, val_result, split_name, epoch, "instance_id")
+        if records is None:
             return {"agg_metrics": 0.0}
-        with open(result_file) as f:
-            metrics = caption_metrics(json.load(f))
-        with open(os.path.join(registry.get_path("output_dir"), "evaluate.txt"), "a") as f:
-            f.write(json.dumps({split_name: metrics, "epoch": epoch}) + "\n")
+        metrics = caption_metrics(records)
+        append_metrics(split_name, metrics, epoch)
         logging.info("%s metrics: %s", split_name, metrics)
         return {**metrics, "agg_metrics": metrics["exact_match"]}
 

@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
 import torch
-from lavis.common.dist_utils import is_main_process
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
 
 import lavis_regionvlm.vcr.builder  # noqa: F401  (registers the `vcr` dataset builder)
+from lavis_regionvlm.tasks.results import append_metrics, merged_results
 from lavis_regionvlm.vcr.choose import RANK_SCORES, generate_choices, rank_choices
 from lavis_regionvlm.vcr.data import VcrExample, region_texts, render_tokens
 from lavis_regionvlm.vcr.embed import interleaved_inputs
@@ -167,14 +166,9 @@ class ZeroShotVCRTask(BaseTask):
 
     def after_evaluation(self, val_result: list[dict], split_name: str, epoch, **kwargs) -> dict:
         """Merge ranks (each question once), write results and metrics; metrics on rank 0."""
-        result_file = self.save_result(
-            val_result, result_dir=registry.get_path("result_dir"),
-            filename=f"{split_name}_epoch{epoch}", remove_duplicate="annot_id",
-        )
-        if not is_main_process():
+        result_file, records = merged_results(self, val_result, split_name, epoch, "annot_id")
+        if records is None:
             return {"agg_metrics": 0.0}
-        with open(result_file) as f:
-            records = json.load(f)
         metrics = vcr_metrics(records, self.choice_method)
         if metrics["labeled"]:
             logger.info("VCR %s (%s): Q->A %.2f QA->R %.2f Q->AR %.2f over %d questions", split_name,
@@ -184,10 +178,7 @@ class ZeroShotVCRTask(BaseTask):
                         "accuracies not computed", split_name, metrics["count"], result_file)
         metrics_file = Path(result_file).with_name(f"{split_name}_epoch{epoch}_metrics.json")
         metrics_file.write_text(json.dumps(metrics, indent=1))
-        output_dir = registry.get_path("output_dir")
-        if output_dir:
-            with open(os.path.join(output_dir, "evaluate.txt"), "a") as f:
-                f.write(json.dumps({split_name: metrics, "epoch": epoch}) + "\n")
+        append_metrics(split_name, metrics, epoch)
         return metrics
 
 
