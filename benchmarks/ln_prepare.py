@@ -11,8 +11,8 @@ read random records.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -56,43 +56,63 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.iterdir())
 
 
+def bench(workdir: str | Path, lines: int, workers: tuple[int, ...] = (1,), reads: int = 10_000) -> dict:
+    """Generate, prepare with each worker count, start the builder, read random records."""
+    from lavis.common.registry import registry
+    from omegaconf import OmegaConf
+
+    import common
+    from lavis_regionvlm.data.prepare_ln import prepare_ln
+
+    workdir = Path(workdir)
+    started = time.perf_counter()
+    raw, images = generate(workdir, lines)
+    out: dict = {"lines": lines, "raw_mib": raw.stat().st_size / 2**20, "generate_s": time.perf_counter() - started,
+                 "prepare": []}
+    prepared = workdir / "prepared"
+    for count in workers:
+        shutil.rmtree(prepared, ignore_errors=True)
+        started = time.perf_counter()
+        meta = prepare_ln([raw], images, prepared, image_template="{image_id:0>12}.jpg", workers=count)
+        seconds = time.perf_counter() - started
+        out["prepare"].append({"workers": count, "s": seconds, "lines_per_s": lines / seconds})
+        out.update(samples=meta["num_samples"], prepared_mib=folder_size(prepared) / 2**20,
+                   skip_counts=meta["skip_counts"])
+    cfg = OmegaConf.load(registry.get_builder_class("localized_narratives").default_config_path()).datasets
+    cfg = cfg.localized_narratives
+    cfg.build_info.annotations = {"train": {"files": [{"path": str(prepared)}]}}
+    with common.PeakMemory() as memory:
+        started = time.perf_counter()
+        dataset = registry.get_builder_class("localized_narratives")(cfg).build_datasets()["train"]
+        out["builder_start_s"] = time.perf_counter() - started
+    out["builder_memory_mib"] = memory.delta_mib
+    picks = np.random.default_rng(1).integers(len(dataset), size=reads)
+    started = time.perf_counter()
+    for index in picks:
+        dataset.record(int(index))
+        dataset.sample_points(int(index))
+    out["record_us"] = (time.perf_counter() - started) / len(picks) * 1e6
+    return out
+
+
+def report(r: dict) -> str:
+    prep = ", ".join(f"{p['workers']} worker(s) {p['s']:.1f} s ({p['lines_per_s']:.0f} lines/s)" for p in r["prepare"])
+    return (f"== {r['lines']} lines, {r['raw_mib']:.0f} MiB raw -> {r['samples']} samples, {r['prepared_mib']:.1f} MiB "
+            f"prepared; prepare: {prep}; builder start {r['builder_start_s']:.3f} s (+{r['builder_memory_mib']:.0f} "
+            f"MiB); random record + K-point draw {r['record_us']:.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--lines", type=int, default=100_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     args = parser.parse_args()
-    from lavis_regionvlm.data.prepare_ln import prepare_ln  # after argparse: imports LAVIS
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import common
 
-    workdir = Path(args.workdir)
-    started = time.perf_counter()
-    raw, images = generate(workdir, args.lines)
-    print(f"raw: {args.lines} lines, {raw.stat().st_size / 2**20:.0f} MiB (generated in {time.perf_counter() - started:.0f} s)")
-    out = workdir / "prepared"
-    for workers in args.workers:
-        shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
-        meta = prepare_ln([raw], images, out, image_template="{image_id:0>12}.jpg", workers=workers)
-        print(f"prepare, {workers} worker(s): {time.perf_counter() - started:.1f} s; {meta['num_samples']} samples; "
-              f"prepared folder {folder_size(out) / 2**20:.0f} MiB; skipped {meta['skip_counts']}")
-
-    from lavis.common.registry import registry
-    from omegaconf import OmegaConf
-
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cfg = OmegaConf.load(registry.get_builder_class("localized_narratives").default_config_path()).datasets
-    cfg = cfg.localized_narratives
-    cfg.build_info.annotations.train.files = [{"path": str(out)}]
-    started = time.perf_counter()
-    dataset = registry.get_builder_class("localized_narratives")(cfg).build_datasets()["train"]
-    print(f"builder start-up: {time.perf_counter() - started:.3f} s for {len(dataset)} samples "
-          f"(peak RSS grew {(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024:.0f} MiB)")
-    picks = np.random.default_rng(1).integers(len(dataset), size=10_000)
-    started = time.perf_counter()
-    for index in picks:
-        dataset.record(int(index))
-        dataset.sample_points(int(index))
-    print(f"random record + K-point draw: {(time.perf_counter() - started) / len(picks) * 1e6:.0f} us each")
+    common.quiet_warnings()
+    print(report(bench(args.workdir, args.lines, tuple(args.workers))))
 
 
 if __name__ == "__main__":

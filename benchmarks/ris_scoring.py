@@ -1,54 +1,47 @@
 """Benchmark RIS scoring: ours vs the official per-pair loop vs the batched floor.
 
-    python benchmarks/ris_scoring.py [--sizes tiny base] [--proposals 20] [--draws 5]
-        [--expressions 3] [--naive-pairs 30] [--repeats 3] [--threads N]
+    python benchmarks/ris_scoring.py [--sizes tiny large] [--proposals 20] [--draws 5]
+        [--expressions 3] [--naive-pairs 3] [--rounds 3] [--threads N] [--device cpu|cuda]
 
 For one image with P proposals x R draws (M = P * R point texts, K = the model's num_points)
 and E expressions, the same model and inputs go through
 - ours: ViT once, the Q-Former once over the M rows with the image's cross-attention
   keys/values computed once, the T5 encoder once per row, the decoder once per row for all E
-  expressions (`lavis_regionvlm.ris.scoring.point_text_nll`);
-- the floor: the sum of the unavoidable component passes run the stock way (DESIGN.md section
-  3): ViT once, `query_outputs` batched over the M rows, the T5 encoder over the M rows, the
-  decoder over the M * E (row, expression) pairs;
-- naive: the whole model per (row, expression), as the official script runs it. It is timed
-  on `--naive-pairs` random pairs (0 = all M * E) and scaled to M * E: every pair costs the
-  same full pass. Its scores are checked against ours on those pairs.
-All measurements are interleaved round by round (medians over `--repeats` rounds), so load
-from other jobs on a shared machine falls on each alike.
-Reports expressions/s (E / seconds per image), naive/ours and ours/floor. Sizes: `tiny` (the
-shipped test model) and `base` (random weights: EVA ViT-B/16 at 224 px, a BERT-base
-Q-Former with 32 queries, flan-t5-small's T5; see `lavis_regionvlm.ris.random_model`).
+  expressions (`encode_image` + `lavis_regionvlm.ris.scoring.point_text_nll`, its stages timed
+  inside the same call);
+- the floor: the unavoidable component passes run the stock way (DESIGN.md section 3): ViT
+  once, `query_outputs` batched over the M rows, the T5 encoder over the M rows, the decoder over
+  the M * E (row, expression) pairs. Its ViT and T5-encoder passes are the very calls ours
+  makes, so their times are taken from ours' run; the Q-Former and decoder are timed on their own;
+- naive: the whole model per (row, expression), as the official script runs it
+  (`naive_expression_nll`). A few random pairs are timed per round and the per-pair time is
+  scaled to M * E: every pair costs the same full pass. Its scores are checked against ours.
+Calls are interleaved round by round and the medians reported (see `common.measure`); each path
+first runs once on two rows, so one-time set-up costs stay out of the rounds.
+Reports expressions/s (E / seconds per image), naive/ours, ours/floor and peak memory.
+`sweep` varies P, R and E one at a time around a base configuration.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
-from typing import Callable
+from dataclasses import dataclass
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import common  # noqa: F401  (sets the offline environment first)
+import numpy as np
+import torch
 
 # Short, RefCOCO-like expressions: the tiny T5 tokenizer splits rarer words into pieces, so
 # these keep the target length near real FlanT5 lengths (about 5-7 tokens with </s>).
-EXPRESSIONS = ["man on left", "white car on the right", "left guy", "bottom right bowl", "the woman in the middle"]
+EXPRESSIONS = ["man on left", "white car on the right", "left guy", "bottom right bowl", "the woman in the middle",
+               "red shirt", "second from left", "dog in front", "top plate", "far right chair"]
 
 
-def load_model(size: str, workdir: str):
-    """The `tiny` model type, or a random-weight preset from `random_model.SIZES`."""
-    if size == "tiny":
-        from lavis.models import load_model_and_preprocess
-
-        return load_model_and_preprocess("blip2_t5_region", "tiny", is_eval=True)[0]
-    from lavis_regionvlm.ris.random_model import build_sized_model
-
-    return build_sized_model(size, workdir)
+def expressions_for(count: int) -> list[str]:
+    """`count` expressions, cycling through EXPRESSIONS."""
+    return [EXPRESSIONS[i % len(EXPRESSIONS)] for i in range(count)]
 
 
 def point_texts(model, proposals: int, draws: int, seed: int = 0) -> list[str]:
@@ -67,116 +60,223 @@ def point_texts(model, proposals: int, draws: int, seed: int = 0) -> list[str]:
                                 seed=seed, image_id=0, quantize=model.point_quantize)
 
 
-def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> tuple[dict[str, float], dict[str, object]]:
-    """Median wall time (s) of each call over `rounds` rounds, and each call's result.
+@dataclass
+class Setup:
+    """One image's inputs and the intermediate tensors the floor's passes start from."""
 
-    Every call runs once untimed first; then each round runs every call once, in turn, so a
-    change in machine load (other jobs on a shared machine) hits all of them alike.
+    model: torch.nn.Module
+    image: torch.Tensor  # (3, S, S)
+    texts: list[str]
+    expressions: list[str]
+    device: torch.device
+    embeds: torch.Tensor = None
+    region: torch.Tensor = None
+    hidden: torch.Tensor = None
+    atts: torch.Tensor = None
+
+    @classmethod
+    def make(cls, model, proposals: int, draws: int, expressions: int, device) -> "Setup":
+        from lavis_regionvlm.models.qformer_cached import shared_image_query_outputs
+        from lavis_regionvlm.ris.scoring import t5_encode
+
+        device = torch.device(device)
+        image = torch.randn(3, model.img_size, model.img_size, generator=torch.Generator().manual_seed(0)).to(device)
+        setup = cls(model, image, point_texts(model, proposals, draws), expressions_for(expressions), device)
+        with torch.inference_mode():
+            setup.embeds = model.encode_image(image[None])
+            with model.qformer_precision():  # ours' Q-Former: equal to the stock pass up to rounding, faster
+                queries = shared_image_query_outputs(model, setup.embeds, setup.texts)
+            setup.region = model.t5_proj(queries)
+            setup.hidden, setup.atts = t5_encode(model, setup.region)
+        return setup
+
+    @property
+    def rows(self) -> int:
+        return len(self.texts)
+
+    def ours(self, parts: list[dict] | None = None, rows: int | None = None):
+        """encode_image + point_text_nll; the stage times go to `parts`."""
+        from lavis_regionvlm.ris.scoring import point_text_nll
+
+        texts = self.texts[:rows] if rows else self.texts
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        embeds = self.model.encode_image(self.image[None])
+        common.sync(self.device)
+        timings["vit"] = time.perf_counter() - start
+        out = point_text_nll(self.model, embeds, texts, self.expressions, timings=timings)
+        if parts is not None:
+            parts.append(timings)
+        return out
+
+    def floor_qformer(self, rows: int | None = None):
+        """The stock batched Q-Former: every row recomputes the image's keys/values."""
+        rows = rows or self.rows
+        model = self.model
+        return model.t5_proj(model.query_outputs(self.embeds.expand(rows, -1, -1), self.texts[:rows]))
+
+    def floor_decoder(self, rows: int | None = None):
+        """The stock decoder pass over every (row, expression) pair, padded to the longest."""
+        rows = rows or self.rows
+        count, model = len(self.expressions), self.model
+        with model.maybe_autocast(dtype=torch.bfloat16):
+            return model.decoder_nll(self.hidden[:rows].repeat_interleave(count, 0),
+                                     self.atts[:rows].repeat_interleave(count, 0), self.expressions * rows)
+
+    def warm_up(self, rows: int = 2) -> None:
+        """Every path once on a few rows (allocator, kernel and tokenizer set-up)."""
+        from lavis_regionvlm.ris.scoring import naive_expression_nll
+
+        with torch.inference_mode():
+            self.ours(rows=rows)
+            self.floor_qformer(rows)
+            self.floor_decoder(rows)
+            naive_expression_nll(self.model, self.image, self.texts[:1], self.expressions[:1])
+
+
+def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions: int = 3, naive_pairs: int = 3,
+          rounds: int = 3, device: str = "cpu", full_warmup: bool = True) -> dict:
+    """Ours, the floor and the naive loop for one model and configuration (see the module doc).
+
+    full_warmup: run ours and the floor once at full size before the rounds (first calls at a
+    new shape pay one-time set-up); False runs them on two rows only (large models, where one
+    call takes seconds and the set-up is a small part of it).
     """
-    results = {name: call() for name, call in calls.items()}
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            results[name] = call()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}, results
+    from lavis_regionvlm.ris.scoring import naive_expression_nll
 
-
-def bench(size: str, args, workdir: str) -> dict:
-    """Time ours, the floor's components and the naive loop for one model size."""
-    from lavis_regionvlm.models.qformer_cached import shared_image_query_outputs
-    from lavis_regionvlm.ris.scoring import expression_nll, naive_expression_nll, point_text_nll, t5_encode
-
-    model = load_model(size, workdir)
-    image = torch.randn(3, model.img_size, model.img_size, generator=torch.Generator().manual_seed(0))
-    texts = point_texts(model, args.proposals, args.draws)
-    expressions = EXPRESSIONS[: args.expressions]
-    rows, count = len(texts), len(expressions)
-    text_ids = model.tokenizer(texts, truncation=True, max_length=model.region_max_len).input_ids
-    out = {"size": size, "rows": rows, "expressions": count,
-           "target_tokens": float(np.mean([len(model.t5_tokenizer(e).input_ids) for e in expressions])),
-           "text_tokens": float(np.mean([len(ids) for ids in text_ids]))}
+    s = Setup.make(model, proposals, draws, expressions, device)
+    rows, count = s.rows, len(s.expressions)
+    text_ids = model.tokenizer(s.texts, truncation=True, max_length=model.region_max_len).input_ids
     pairs = [(r, e) for r in range(rows) for e in range(count)]
-    if args.naive_pairs:
-        chosen = np.random.default_rng(1).choice(len(pairs), min(args.naive_pairs, len(pairs)), replace=False)
-        pairs = [pairs[i] for i in sorted(chosen)]
-    chunks = [pairs[i :: args.repeats] for i in range(args.repeats)]  # one chunk of naive pairs per round
+    chosen = np.random.default_rng(1).choice(len(pairs), min(max(naive_pairs, rounds), len(pairs)), replace=False)
+    chunks = [[pairs[i] for i in chosen[k::rounds]] for k in range(rounds)]
+    naive_scores: dict = {}
+    naive_per_pair: list[float] = []
+    parts: list[dict] = []
+
+    def naive_chunk() -> None:
+        chunk = chunks[len(naive_per_pair) % len(chunks)]
+        start = time.perf_counter()
+        for r, e in chunk:
+            naive_scores[r, e] = float(naive_expression_nll(model, s.image, [s.texts[r]], [s.expressions[e]])[0, 0])
+        common.sync(s.device)
+        naive_per_pair.append((time.perf_counter() - start) / len(chunk))
+
+    s.warm_up()
+    if full_warmup:
+        with torch.inference_mode():
+            s.ours(), s.floor_qformer(), s.floor_decoder()
     with torch.inference_mode():
-        embeds = model.encode_image(image[None])
-        region = model.t5_proj(model.query_outputs(embeds.expand(rows, -1, -1), texts))
-        hidden, atts = t5_encode(model, region)
-        naive: dict = {}
-        chunk_times: list[float] = []
-
-        def naive_chunk() -> None:
-            chunk = chunks[len(chunk_times) % len(chunks)]
-            start = time.perf_counter()
-            for r, e in chunk:
-                naive[r, e] = float(naive_expression_nll(model, image, [texts[r]], [expressions[e]])[0, 0])
-            chunk_times.append((time.perf_counter() - start) / len(chunk))
-
-        calls = {
-            "ours": lambda: point_text_nll(model, model.encode_image(image[None]), texts, expressions),
-            "vit": lambda: model.encode_image(image[None]),
-            "qformer": lambda: model.t5_proj(model.query_outputs(embeds.expand(rows, -1, -1), texts)),
-            "t5_encoder": lambda: t5_encode(model, region),
-            "decoder": lambda: model.decoder_nll(
-                hidden.repeat_interleave(count, 0), atts.repeat_interleave(count, 0), expressions * rows),
-            "ours_qformer": lambda: model.t5_proj(shared_image_query_outputs(model, embeds, texts)),
-            "ours_decoder": lambda: expression_nll(model, hidden, atts, expressions),
-        }
-        naive_expression_nll(model, image, texts[:1], expressions[:1])  # warm-up
-        medians, results = interleaved({**calls, "naive": naive_chunk}, args.repeats)
-    out.update({name: medians[name] for name in calls})
-    out["floor"] = out["vit"] + out["qformer"] + out["t5_encoder"] + out["decoder"]
-    out["naive"] = float(np.mean(chunk_times[1:])) * rows * count  # [0]: interleaved()'s warm-up call
-    out["naive_pairs_timed"] = len(pairs)
-    ours = results["ours"]
-    out["max_abs_diff"] = max(abs(value - float(ours[r, e])) for (r, e), value in naive.items())
+        stats, results = common.measure(
+            {"ours": lambda: s.ours(parts), "floor_qformer": s.floor_qformer, "floor_decoder": s.floor_decoder,
+             "naive": naive_chunk},
+            rounds, s.device, warmup=False,
+        )
+    ours_parts = {k: common.median([p[k] for p in parts]) for k in parts[0]}
+    floor_parts = {"vit": ours_parts["vit"], "qformer": stats["floor_qformer"]["s"],
+                   "t5_encoder": ours_parts["t5_encoder"], "decoder": stats["floor_decoder"]["s"]}
+    out = {
+        "size": size, "device": str(s.device), "params_m": round(common.parameter_count(model) / 1e6, 1),
+        "proposals": proposals, "draws": draws, "rows": rows, "expressions": count,
+        "text_tokens": float(np.mean([len(ids) for ids in text_ids])),
+        "target_tokens": float(np.mean([len(model.t5_tokenizer(e).input_ids) for e in s.expressions])),
+        "rounds": rounds,
+        "ours_s": stats["ours"]["s"], "ours_parts": ours_parts,
+        "floor_s": sum(floor_parts.values()), "floor_parts": floor_parts,
+        "naive_pair_s": common.median(naive_per_pair), "naive_pairs_timed": sum(len(c) for c in chunks),
+    }
+    out["naive_s"] = out["naive_pair_s"] * rows * count
+    out["expr_per_s"] = {k: count / out[f"{k}_s"] for k in ("ours", "floor", "naive")}
+    out["naive_over_ours"] = out["naive_s"] / out["ours_s"]
+    out["ours_over_floor"] = out["ours_s"] / out["floor_s"]
+    out["memory_mib"] = {
+        "ours": stats["ours"]["delta_mib"],
+        "floor": max(stats["floor_qformer"]["delta_mib"], stats["floor_decoder"]["delta_mib"]),
+        "naive": stats["naive"]["delta_mib"],
+        "process_peak": max(v["peak_mib"] for v in stats.values()),
+    }
+    ours = results["ours"].float().cpu()
+    out["max_abs_diff_naive"] = max(abs(v - float(ours[r, e])) for (r, e), v in naive_scores.items())
     return out
+
+
+def sweep(model, size: str, *, base: tuple[int, int, int] = (20, 5, 3), proposals=(5, 20, 40), draws=(1, 5, 10),
+          expressions=(1, 3, 10), rounds: int = 3, device: str = "cpu", naive_pair_s: float | None = None) -> list[dict]:
+    """Ours and the floor with P, R and E varied one at a time around `base` (naive is the
+    measured per-pair time times P * R * E when `naive_pair_s` is given)."""
+    configs = [(p, base[1], base[2]) for p in proposals] + [(base[0], r, base[2]) for r in draws]
+    configs += [(base[0], base[1], e) for e in expressions]
+    rows_out = []
+    for config in dict.fromkeys(configs):  # ordered, without repeats
+        p, r, e = config
+        s = Setup.make(model, p, r, e, device)
+        parts: list[dict] = []
+        s.warm_up()
+        with torch.inference_mode():
+            s.ours(), s.floor_qformer(), s.floor_decoder()  # full-size warm-up
+            stats, _ = common.measure({"ours": lambda: s.ours(parts), "floor_qformer": s.floor_qformer,
+                                       "floor_decoder": s.floor_decoder}, rounds, s.device, warmup=False)
+        vit = common.median([t["vit"] for t in parts])
+        encoder = common.median([t["t5_encoder"] for t in parts])
+        row = {"size": size, "proposals": p, "draws": r, "expressions": e, "rows": p * r,
+               "varied": "proposals" if (r, e) == base[1:] and p != base[0] else
+                         "draws" if (p, e) == (base[0], base[2]) and r != base[1] else
+                         "expressions" if (p, r) == base[:2] and e != base[2] else "base",
+               "ours_s": stats["ours"]["s"],
+               "floor_s": vit + stats["floor_qformer"]["s"] + encoder + stats["floor_decoder"]["s"],
+               "ours_memory_mib": stats["ours"]["delta_mib"]}
+        row["ours_over_floor"] = row["ours_s"] / row["floor_s"]
+        if naive_pair_s:
+            row["naive_s"] = naive_pair_s * p * r * e
+            row["naive_over_ours"] = row["naive_s"] / row["ours_s"]
+        rows_out.append(row)
+    return rows_out
 
 
 def report(r: dict) -> str:
     """A few lines per size: seconds per image, expressions/s, ratios."""
-    rate = lambda seconds: r["expressions"] / seconds  # noqa: E731
+    o, f = r["ours_parts"], r["floor_parts"]
     return "\n".join([
-        f"== {r['size']}: M = {r['rows']} (proposal, draw) rows x E = {r['expressions']} expressions, "
-        f"{r['text_tokens']:.1f} BERT tokens per point text, {r['target_tokens']:.1f} T5 tokens per expression",
-        f"   seconds per image: ours {r['ours']:.3f} | floor {r['floor']:.3f} (ViT {r['vit']:.3f}, Q-Former "
-        f"{r['qformer']:.3f}, T5 encoder {r['t5_encoder']:.3f}, decoder {r['decoder']:.3f}) | naive {r['naive']:.2f} "
-        f"(from {r['naive_pairs_timed']} pairs)",
-        f"   ours' own parts: Q-Former with shared keys/values {r['ours_qformer']:.3f}, decoder with all "
-        f"expressions in one row {r['ours_decoder']:.3f}",
-        f"   expressions/s: ours {rate(r['ours']):.3f} | floor {rate(r['floor']):.3f} | naive {rate(r['naive']):.4f}",
-        f"   naive/ours {r['naive'] / r['ours']:.1f}x | ours/floor {r['ours'] / r['floor']:.2f} "
-        f"(time above the floor: {100 * (r['ours'] - r['floor']) / r['floor']:+.0f}%) | "
-        f"max |naive - ours| score {r['max_abs_diff']:.1e}",
+        f"== {r['size']} ({r['params_m']}M params, {r['device']}): P {r['proposals']} x R {r['draws']} = M "
+        f"{r['rows']} rows x E {r['expressions']} expressions; {r['text_tokens']:.1f} BERT tokens per point "
+        f"text, {r['target_tokens']:.1f} T5 tokens per expression",
+        f"   s/image: ours {r['ours_s']:.3f} (ViT {o['vit']:.3f}, Q-Former {o['qformer']:.3f}, T5 encoder "
+        f"{o['t5_encoder']:.3f}, decoder {o['decoder']:.3f}) | floor {r['floor_s']:.3f} (Q-Former "
+        f"{f['qformer']:.3f}, decoder {f['decoder']:.3f}) | naive {r['naive_s']:.2f} ({r['naive_pair_s']:.3f}/pair)",
+        f"   expressions/s: ours {r['expr_per_s']['ours']:.3f} | floor {r['expr_per_s']['floor']:.3f} | "
+        f"naive {r['expr_per_s']['naive']:.4f}; naive/ours {r['naive_over_ours']:.1f}x, ours/floor "
+        f"{r['ours_over_floor']:.2f}; max |naive - ours| {r['max_abs_diff_naive']:.1e}",
     ])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", nargs="+", default=["tiny", "base"])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "large"])
     parser.add_argument("--proposals", type=int, default=20)
     parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--expressions", type=int, default=3, choices=range(1, len(EXPRESSIONS) + 1))
-    parser.add_argument("--naive-pairs", type=int, default=30, help="pairs timed for naive; 0 = all")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median); naive pairs are split over them")
+    parser.add_argument("--expressions", type=int, default=3)
+    parser.add_argument("--naive-pairs", type=int, default=3, help="naive pairs timed (spread over the rounds)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds (median)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    common.quiet_warnings()
     import lavis  # noqa: F401  (registers the plugin)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    print(common.environment())
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for size in args.sizes:
-            results.append(bench(size, args, workdir))
+            model = common.build_model(size, workdir, args.device)
+            results.append(bench(model, size, proposals=args.proposals, draws=args.draws,
+                                 expressions=args.expressions, naive_pairs=args.naive_pairs,
+                                 rounds=args.rounds, device=args.device))
             print(report(results[-1]), flush=True)
     return results
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

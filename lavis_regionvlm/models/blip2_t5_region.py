@@ -100,6 +100,8 @@ class Blip2T5Region(Blip2T5):
         point_quantize: str = "floor",
         init_seed: int | None = 0,
         geometric_init: bool = False,
+        cpu_autocast: bool = False,
+        qformer_bf16: bool = False,
     ):
         """Build the model. Every file reference may be a hub name, URL, local path or
         `regionvlm://...` package file.
@@ -120,6 +122,13 @@ class Blip2T5Region(Blip2T5):
                 tokens get sinusoidal codes of their value (when `qformer_init` is
                 "random") and ViT patches 2-D sine-cosine position codes (when there are
                 no `vit_weights`). See `geometric_init.py`; for training from scratch.
+            cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
+                (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
+                rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
+                this flag changes nothing (LAVIS's autocast: ViT fp16, T5 bf16, Q-Former fp32).
+            qformer_bf16: on GPU, run the Q-Former under bfloat16 autocast too (LAVIS runs it in
+                fp32 outside amp training; for RIS it scores 100 rows per image, which fp32 makes
+                the largest part of our scoring time on an A100 by the cost model). Off by default.
         """
         # Blip2T5.__init__ deletes the Q-Former text branch and downloads fixed names;
         # this model builds its parts itself, so only the base initialiser runs.
@@ -166,7 +175,26 @@ class Blip2T5Region(Blip2T5):
         self.point_quantize = point_quantize
         self._apply_lemmatizer = apply_lemmatizer
         self._lemmatizer = None
+        self.cpu_autocast = cpu_autocast
+        self.qformer_bf16 = qformer_bf16
         self.load_report: LoadReport | None = None
+
+    def maybe_autocast(self, dtype: torch.dtype = torch.float16):
+        """LAVIS's autocast on GPU (`dtype`, as each caller asks); on CPU none, or bfloat16
+        when `cpu_autocast` is set (the only half type CPUs run fast)."""
+        if self.device.type == "cpu":
+            if self.cpu_autocast:
+                return torch.autocast("cpu", dtype=torch.bfloat16)
+            return contextlib.nullcontext()
+        return super().maybe_autocast(dtype)
+
+    def qformer_precision(self):
+        """The Q-Former's precision context: float32 as in LAVIS, or bfloat16 autocast on CPU
+        with `cpu_autocast` and on GPU with `qformer_bf16`."""
+        device = self.device.type
+        if (device == "cpu" and self.cpu_autocast) or (device == "cuda" and self.qformer_bf16):
+            return torch.autocast(device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _build(
         self, vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
@@ -240,12 +268,13 @@ class Blip2T5Region(Blip2T5):
         out = image_embeds.new_empty(
             (len(region_text), self.query_tokens.shape[1], self.query_tokens.shape[2])
         )
-        if query_only:
-            out[query_only] = self._qformer_pass(image_embeds[query_only], None)
-        if with_text:
-            out[with_text] = self._qformer_pass(
-                image_embeds[with_text], [region_text[i] for i in with_text]
-            )
+        with self.qformer_precision():
+            if query_only:
+                out[query_only] = self._qformer_pass(image_embeds[query_only], None)
+            if with_text:
+                out[with_text] = self._qformer_pass(
+                    image_embeds[with_text], [region_text[i] for i in with_text]
+                )
         return out
 
     def _qformer_pass(self, image_embeds: torch.Tensor, texts: list[str] | None) -> torch.Tensor:
@@ -440,6 +469,7 @@ class Blip2T5Region(Blip2T5):
             )
             return self.t5_tokenizer.batch_decode(outputs, skip_special_tokens=True)
 
+    @torch.no_grad()
     def predict_answers(
         self,
         samples: dict,

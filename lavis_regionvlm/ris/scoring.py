@@ -16,6 +16,7 @@ Scores are mean token NLLs (nats), `</s>` included: `Blip2T5Region.score`'s defi
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import torch
@@ -130,14 +131,44 @@ def point_text_nll(
     point_texts: Sequence[str],
     expressions: Sequence[str],
     token_budget: int = DECODER_TOKEN_BUDGET,
+    timings: dict[str, float] | None = None,
 ) -> torch.Tensor:
     """Scores of E expressions for M point-text regions of one image: (M, E) float32.
 
-    image_embeds (1, L, C) from `model.encode_image`; M point texts.
+    image_embeds (1, L, C) from `model.encode_image`; M point texts. `timings`, when a dict,
+    receives the seconds spent in each stage ("qformer", "t5_encoder", "decoder"; the
+    device is synchronised between stages): for benchmarks.
     """
-    queries = shared_image_query_outputs(model, image_embeds, point_texts)
-    hidden, atts = t5_encode(model, model.t5_proj(queries))
-    return expression_nll(model, hidden, atts, expressions, token_budget)
+    clock = _StageClock(timings, image_embeds.device)
+    with model.qformer_precision():
+        queries = shared_image_query_outputs(model, image_embeds, point_texts)
+    region = model.t5_proj(queries)
+    clock("qformer")
+    hidden, atts = t5_encode(model, region)
+    clock("t5_encoder")
+    out = expression_nll(model, hidden, atts, expressions, token_budget)
+    clock("decoder")
+    return out
+
+
+class _StageClock:
+    """Calling it with a stage name adds the seconds since the previous call to `timings`
+    (no-op when timings is None)."""
+
+    def __init__(self, timings: dict[str, float] | None, device: torch.device):
+        self.timings, self.device = timings, torch.device(device)
+        self.last = self._now() if timings is not None else 0.0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        if self.timings is not None:
+            now = self._now()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+            self.last = now
 
 
 def image_rows_nll(
