@@ -66,7 +66,8 @@ def plan(mode: str, full_size: bool) -> dict:
     # CPU: `large` RIS under the bf16 fast path (fp32 would take over 5 minutes here); GPU: LAVIS's precisions
     out["ris"].append({"size": big, **target, "naive_pairs": rounds, "full_warmup": full_size,
                        "cpu_autocast": not full_size})
-    out["train"].append({"size": big, "batch": 8 if full_size else 2})
+    # batch 8: the paper's per-GPU batch (64 over 8 GPUs); a step takes about 25 s here at `large`
+    out["train"].append({"size": big, "batch": 8, "rounds": 2 if not full_size else rounds})
     out["chat"].append({"size": "full" if full_size else "base"})
     out["fastpaths"].append({"size": "full", **target} if full_size else
                             {"size": "base", "proposals": 4, "draws": 5, "expressions": 3, "only": "precision"})
@@ -235,6 +236,8 @@ def targets(results: dict) -> list[dict]:
         out.append({"target": f"RIS ours/floor <= {TARGETS['ours_over_floor_max']} ({r['size']})",
                     "value": r["ours_over_floor"], "met": r["ours_over_floor"] <= TARGETS["ours_over_floor_max"]})
     for r in results["train"]:
+        if r["size"] == "tiny":  # a 2M-parameter toy whose compute is mostly the Q-Former: shown, not a target
+            continue
         out.append({"target": f"training overhead < {100 * TARGETS['train_overhead_max']:.0f}% ({r['size']}, batch "
                               f"{r['batch']})", "value": r["overhead"], "met": r["overhead"] < TARGETS["train_overhead_max"]})
     flops = results["cost_model"]["training_full_size"]["flops_overhead"]
