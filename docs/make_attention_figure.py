@@ -8,7 +8,7 @@ map is captioned with the model's caption for that region (and the reference phr
     python -m lavis_regionvlm.data.synthetic --out data/synthetic
     python -m lavis_regionvlm.data.prepare_synthetic --root data/synthetic
     (train: see projects/regionvlm/train_tiny.yaml)
-    python docs/make_attention_figure.py --checkpoint output/regionvlm_tiny/exp2/checkpoint_9.pth
+    python docs/make_attention_figure.py --checkpoint output/regionvlm_tiny/train/checkpoint_9.pth
 
 The image is the first one of the validation split (or --image-name) with two phrases whose
 regions lie at least --min-distance apart (centre to centre, relative units).

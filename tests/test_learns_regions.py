@@ -1,11 +1,13 @@
 """The tiny model learns to use the points (the paper's Table 8 ablation, in miniature).
 
-Two short trainings through the launcher and runner, identical but for the point text:
-one with points, one with empty point text. On held-out images, each region's own
-narrative phrase is ranked against the image's other phrases by LM loss. The model with
-points must pick the right phrase far more often than chance and than the one without.
-The README's quick start reports the same comparison with generated captions after a
-full run.
+Two short trainings through the launcher and runner with the quick start's recipe
+(`train_tiny.yaml`: no dropout, half region and half global captions), identical but for
+the point text: one with points, one with empty point text. 400 images, 4 epochs, 2
+ranks. On held-out images, each region's own narrative phrase is ranked against the
+image's other phrases by LM loss. The model with points must pick the right phrase far
+more often than chance and than the one without (on this machine: 88.5% vs 43.0% vs
+43.0%; ignoring the points gives chance). The quick start reports the same comparison
+with generated captions.
 """
 import os
 import subprocess
@@ -19,7 +21,7 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-EPOCHS = 6
+EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
