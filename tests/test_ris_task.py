@@ -40,7 +40,8 @@ results = task.evaluation(model, loader)
 metrics = task.after_evaluation(results, sys.argv[3], 0, result_dir=sys.argv[2])
 with open(os.path.join(sys.argv[2], f"worker{dist.get_rank()}.json"), "w") as f:
     json.dump({"seen": [r["id"] for r in results], "metrics": metrics}, f)
-dist.destroy_process_group()
+from lavis_regionvlm.launch import close_distributed
+close_distributed()  # barrier, then destroy: a rank leaving early can abort the other at exit
 """
 
 
