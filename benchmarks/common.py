@@ -195,6 +195,7 @@ def build_model(size: str, workdir: str | Path, device: torch.device | str = "cp
     from omegaconf import OmegaConf
 
     from lavis_regionvlm.models import Blip2T5Region
+    from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
     from lavis_regionvlm.ris.random_model import build_sized_model
 
     device = torch.device(device)
@@ -207,7 +208,13 @@ def build_model(size: str, workdir: str | Path, device: torch.device | str = "cp
             model = build_sized_model(size, Path(workdir) / size, **precisions, **overrides)
             # The random sizes borrow the tiny BERT tokenizer (351 tokens); give the Q-Former the
             # real vocabulary's rows, so the text branch's optimizer and memory costs are real.
+            # (Resizing makes a plain nn.Embedding: train its point-text rows only again.)
+            embeddings = model.Qformer.bert.embeddings
+            point_rows_only = isinstance(embeddings.word_embeddings, PointRowsEmbedding)
             model.Qformer.bert.resize_token_embeddings(BERT_VOCAB)
+            if point_rows_only:
+                embeddings.word_embeddings = PointRowsEmbedding(
+                    embeddings.word_embeddings, point_text_token_ids(model.tokenizer))
     return model.to(device).eval() if device.type != "meta" else model.eval()
 
 

@@ -1,6 +1,7 @@
 """Benchmark one training step: `blip2_t5_region` vs stock LAVIS `blip2_t5`, same dims and batch.
 
     python benchmarks/train_step.py [--sizes tiny large] [--batch 8 2] [--rounds 3] [--device cpu|cuda]
+                                    [--whole-table]
 
 The stock model is LAVIS's own `Blip2T5` class: its `__init__` and `forward` run unchanged.
 Only what its constructor would download is redirected, inside this benchmark: the three
@@ -13,6 +14,8 @@ bf16); then our weights are loaded into it (its own `t5_proj` is newly initialis
 rounded to bf16). On CPU both models run T5 in fp32 (the CPU precision; LAVIS's bf16 T5 also
 runs there, all in bf16). Check: in eval mode, our model with `global_region_mode="query_only"` and no point text gives
 the stock loss bit for bit (`parity_abs_diff`).
+`--whole-table` also times ours training the whole Q-Former word-embedding table, as the released
+code does, instead of the point-text rows only (`train_word_embeddings`, models/point_embeddings.py).
 
 Timed: zero_grad, forward (loss), backward, AdamW step (LAVIS's runner grouping: no weight decay
 on biases and norms), median over rounds, the two models interleaved; forward/backward/step are
@@ -75,6 +78,17 @@ def stock_blip2_t5(ours, workdir: str | Path):
     return stock
 
 
+def with_whole_word_table(ours):
+    """A copy of `ours` that trains its whole Q-Former word-embedding table (the released code's
+    way; `train_word_embeddings: all`), with the same weights."""
+    whole = copy.deepcopy(ours)
+    embeddings = whole.Qformer.bert.embeddings
+    rows = embeddings.word_embeddings
+    embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(
+        rows.full_weight(), freeze=False, padding_idx=rows.padding_idx)
+    return whole
+
+
 def optimizer_for(model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW as LAVIS's `RunnerBase.optimizer` builds it."""
     decay, no_decay = [], []
@@ -97,7 +111,8 @@ def make_samples(model, batch: int, device) -> dict:
     }
 
 
-def bench(ours, size: str, batch: int, *, rounds: int = 3, device: str = "cpu", workdir: str = ".") -> dict:
+def bench(ours, size: str, batch: int, *, rounds: int = 3, device: str = "cpu", workdir: str = ".",
+          whole_table: bool = False) -> dict:
     device = torch.device(device)
     stock = stock_blip2_t5(ours, workdir).to(device)
     out: dict = {"size": size, "batch": batch, "device": str(device), "rounds": rounds}
@@ -120,7 +135,6 @@ def bench(ours, size: str, batch: int, *, rounds: int = 3, device: str = "cpu", 
 
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    parts: dict[str, list[dict]] = {"ours": [], "stock": []}
 
     def step(model, optimizer, batch_samples, log):
         times = {}
@@ -145,6 +159,10 @@ def bench(ours, size: str, batch: int, *, rounds: int = 3, device: str = "cpu", 
 
     models = {"ours": (ours.train(), optimizer_for(ours), samples),
               "stock": (stock.train(), optimizer_for(stock), global_samples)}
+    if whole_table:
+        whole = with_whole_word_table(ours).train()
+        models["whole_table"] = (whole, optimizer_for(whole), samples)
+    parts: dict[str, list[dict]] = {name: [] for name in models}
     stats, losses = common.measure(
         {name: (lambda name=name: step(*models[name], parts[name])) for name in models}, rounds, device)
     for name in models:
@@ -157,6 +175,8 @@ def bench(ours, size: str, batch: int, *, rounds: int = 3, device: str = "cpu", 
         out[f"{name}_loss"] = losses[name]
     out["process_peak_mib"] = max(v["peak_mib"] for v in stats.values())
     out["overhead"] = out["ours_s"] / out["stock_s"] - 1
+    if whole_table:
+        out["whole_table_overhead"] = out["whole_table_s"] / out["stock_s"] - 1
     out["qformer_tokens"] = {"queries": int(ours.query_tokens.shape[1]),
                              "text": float(sum(len(i) for i in ours.tokenizer(samples["region_text"], truncation=True,
                                                max_length=ours.region_max_len).input_ids) / batch)}
@@ -170,7 +190,9 @@ def report(r: dict) -> str:
             f"{o['backward']:.3f}, opt {o['optimizer']:.3f}) | stock {r['stock_s']:.3f} s (fwd {s['forward']:.3f}, "
             f"bwd {s['backward']:.3f}, opt {s['optimizer']:.3f}) | overhead {100 * r['overhead']:+.1f}% | "
             f"Q-Former tokens {r['qformer_tokens']['queries']} queries + {r['qformer_tokens']['text']:.0f} text | "
-            f"parity {r['parity_abs_diff']:.1e}")
+            f"parity {r['parity_abs_diff']:.1e}"
+            + (f" | whole word table {r['whole_table_s']:.3f} s (opt {r['whole_table_parts']['optimizer']:.3f}), "
+               f"overhead {100 * r['whole_table_overhead']:+.1f}%" if "whole_table_s" in r else ""))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -180,6 +202,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--whole-table", action="store_true",
+                        help="also time ours training the whole word-embedding table (the released code's way)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -191,7 +215,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for size, batch in zip(args.sizes, args.batch):
             model = common.build_model(size, workdir, args.device)
             results.append(bench(model, size, batch, rounds=args.rounds, device=args.device,
-                                 workdir=os.path.join(workdir, size)))
+                                 workdir=os.path.join(workdir, size), whole_table=args.whole_table))
             print(report(results[-1]), flush=True)
     return results
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lavis_regionvlm.quickstart import agreement, caption_scores, chance_scores, phrase_parts
+from lavis_regionvlm.quickstart_scores import agreement, caption_scores, chance_scores, phrase_parts
 
 
 def test_phrase_parts_and_agreement():

@@ -28,11 +28,13 @@ from lavis_regionvlm.models import builders
 from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
 from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
+from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, keys_loaded_with, point_text_token_ids
 from lavis_regionvlm.paths import config_path
 
 logger = logging.getLogger(__name__)
 
 GLOBAL_REGION_MODES = ("empty_text", "query_only")
+WORD_EMBEDDING_TRAINING = ("point_text", "all")
 
 
 _TEXT_BRANCH_KEY = re.compile(
@@ -103,6 +105,7 @@ class Blip2T5Region(Blip2T5):
         cpu_autocast: bool = False,
         qformer_bf16: bool = False,
         dropout: float | None = None,
+        train_word_embeddings: str = "point_text",
     ):
         """Build the model. Every file reference may be a hub name, URL, local path or
         `regionvlm://...` package file.
@@ -126,6 +129,11 @@ class Blip2T5Region(Blip2T5):
             dropout: if set, the rate of every dropout of the ViT, Q-Former and T5
                 (None keeps their configs' rates). 0.0 trains the `tiny` model from
                 scratch several times faster.
+            train_word_embeddings: which Q-Former word-embedding rows train. "point_text"
+                (default): only the 109 rows point text can use ("[", "]", "0".."100", special
+                tokens), the only rows that get gradients, so training computes the same
+                thing at less cost (see `point_embeddings.py`). "all": the whole table, as
+                the released code (unused rows then only decay).
             cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
                 (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
                 rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
@@ -140,6 +148,10 @@ class Blip2T5Region(Blip2T5):
         if global_region_mode not in GLOBAL_REGION_MODES:
             raise ValueError(
                 f"global_region_mode must be one of {GLOBAL_REGION_MODES}, got {global_region_mode!r}"
+            )
+        if train_word_embeddings not in WORD_EMBEDDING_TRAINING:
+            raise ValueError(
+                f"train_word_embeddings must be one of {WORD_EMBEDDING_TRAINING}, got {train_word_embeddings!r}"
             )
         if region_max_len < 2:
             raise ValueError(f"region_max_len must leave room for [CLS] and [SEP], got {region_max_len}")
@@ -159,6 +171,11 @@ class Blip2T5Region(Blip2T5):
                 init_number_embeddings_(self.Qformer.bert.embeddings.word_embeddings, self.tokenizer)
             if not vit_weights and vit_model != "clip_L":
                 init_sincos_pos_embed_(self.visual_encoder)
+        if train_word_embeddings == "point_text":
+            embeddings = self.Qformer.bert.embeddings
+            embeddings.word_embeddings = PointRowsEmbedding(
+                embeddings.word_embeddings, point_text_token_ids(self.tokenizer)
+            )
         if freeze_vit:
             for param in self.visual_encoder.parameters():
                 param.requires_grad = False
@@ -603,6 +620,7 @@ class Blip2T5Region(Blip2T5):
 
     def _finish_load(self, report: LoadReport, source: str) -> LoadReport:
         loaded = {key for keys in report.sources.values() for key in keys}
+        loaded |= keys_loaded_with(self, loaded)
         frozen = self.frozen_keys()
         tied = self._tied_keys()
         report.missing = sorted(
