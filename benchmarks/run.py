@@ -253,7 +253,7 @@ def _round_overrides(p: dict) -> str:
 
 
 def table(results: dict) -> str:
-    """The printed summary (also the source of benchmarks/RESULTS.md)."""
+    """The printed summary (the README performance section is taken from it)."""
     env = results["environment"]
     lines = [f"# RegionVLM benchmarks ({results['mode']}, {results['device']}): torch {env['torch']}, {env['threads']} "
              f"thread(s), {env['cpus']} CPUs ({env['cpu']}){', GPU ' + env['gpu'] if env.get('gpu') else ''}; "

@@ -28,7 +28,7 @@ from lavis_regionvlm.models import builders
 from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
 from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
-from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, keys_loaded_with, point_text_token_ids
+from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
 from lavis_regionvlm.paths import config_path
 
 logger = logging.getLogger(__name__)
@@ -620,7 +620,6 @@ class Blip2T5Region(Blip2T5):
 
     def _finish_load(self, report: LoadReport, source: str) -> LoadReport:
         loaded = {key for keys in report.sources.values() for key in keys}
-        loaded |= keys_loaded_with(self, loaded)
         frozen = self.frozen_keys()
         tied = self._tied_keys()
         report.missing = sorted(

@@ -94,7 +94,7 @@ def copy_into_model(
     """Copy the tensors of `state_dict` whose key passes `keep` into `model`.
 
     Shapes must match exactly; mismatches and unknown keys are recorded in `report`
-    instead of silently dropped.
+    instead of silently dropped. `report.sources[label]` lists the model keys the load set.
     """
     own = model.state_dict()
     loaded = {}
@@ -109,5 +109,7 @@ def copy_into_model(
             )
         else:
             loaded[key] = tensor
-    model.load_state_dict(loaded, strict=False)
-    report.sources.setdefault(label, []).extend(sorted(loaded))
+    result = model.load_state_dict(loaded, strict=False)
+    # What the load set: the keys given, plus any a module's load hook derived from them
+    # (`PointRowsEmbedding` fills `trainable_rows` from `weight`).
+    report.sources.setdefault(label, []).extend(sorted(set(own) - set(result.missing_keys)))

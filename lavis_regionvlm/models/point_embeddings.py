@@ -75,11 +75,3 @@ def _rows_from_weight_if_absent(module: PointRowsEmbedding, state_dict, prefix, 
     if weight is not None and prefix + "trainable_rows" not in state_dict and weight.shape == module.weight.shape:
         state_dict[prefix + "trainable_rows"] = weight[module.trainable_ids.to(weight.device)]
 
-
-def keys_loaded_with(model: nn.Module, loaded: set[str]) -> set[str]:
-    """The `trainable_rows` keys of `model` that a load of the `weight` keys in `loaded`
-    also set (the load hook above fills them from `weight`)."""
-    return {
-        f"{name}.trainable_rows" for name, module in model.named_modules()
-        if isinstance(module, PointRowsEmbedding) and f"{name}.weight" in loaded
-    }
