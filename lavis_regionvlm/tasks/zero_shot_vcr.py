@@ -11,7 +11,10 @@ soft prompt Z_i and interleaved with the text in the T5 input (see
 Accuracies: `lavis_regionvlm.vcr.metrics.vcr_accuracies`. A split without labels (test) gets
 predictions only: the log and the metrics file say so.
 
-The defaults are the released evaluation (`eval_VCR.py`), except that `[12]` is object 12.
+By default the prompts, the objects given a Z_i, the generation settings and the reading of
+the output are those of the released evaluation (`eval_VCR.py`; tests/test_vcr_released.py),
+except that `[12]` is object 12. Points are drawn once per (question, object), seeded; the
+released script draws new unseeded points for every prompt.
 Run config keys (`run:`), all optional:
     vcr_prompt: released      # released | natural (detokenised text; lavis_regionvlm.vcr.prompt)
     vcr_objects: prompt       # prompt (the objects its text names) | all (every object of the question)
