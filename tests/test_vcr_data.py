@@ -1,5 +1,6 @@
 """VCR in its released format: object mentions, ids of any length, several ids in a token,
-objects without polygons, the unlabeled test split, prompt layouts, and the three accuracies."""
+objects without polygons, the unlabeled test split, prompt layouts, and the three accuracies.
+The released prompts themselves: test_vcr_released.py."""
 import json
 
 import numpy as np
@@ -82,25 +83,24 @@ def _example(question, answers, rationales, labels=(None, None)):
     return VcrExample("x-0", "a.jpg", "a.json", question, answers, rationales, *labels)
 
 
-def test_official_layout_interleaves_every_referenced_object():
+def test_layouts_interleave_objects_with_text():
     example = _example(["Why", "is", [12], "near", [0, 3], "?"],
                        [["a", str(n)] for n in range(4)], [["r", [0], str(n)] for n in range(4)])
-    layout = PromptLayout()
+    layout = PromptLayout(objects="all")
     pieces = layout.qa_prompt(example)
-    assert pieces[:6] == ["Let [0] be", ObjectSlot(0), "[3] be", ObjectSlot(3), "[12] be", ObjectSlot(12)]
-    assert pieces[6] == "Question: Why is [12] near [0] and [3]? 1. a 0 2. a 1 3. a 2 4. a 3 Answer:"
-    qar = layout.qar_prompt(example, 2)
-    assert qar[-1] == "Question: Why is [12] near [0] and [3]? Answer: a 2 Why? 1. r [0] 0 2. r [0] 1 3. r [0] 2 4. r [0] 3 Answer:"
+    assert pieces[:7] == ["Let", "[0] be", ObjectSlot(0), "[3] be", ObjectSlot(3), "[12] be", ObjectSlot(12)]
+    assert pieces[7] == "Question: Why is [12] near [0, 3] ? 1. a 0 2. a 1 3. a 2 4. a 3 Answer: "
     assert prompt_text(pieces).startswith("Let [0] be <Z0> [3] be <Z3> [12] be <Z12> Question:")
-    assert PromptLayout("compact").qa_prompt(example)[:2] == ["[0]", ObjectSlot(0)]
-    assert PromptLayout("text_only").qa_prompt(example) == [pieces[6]]
-    with pytest.raises(ValueError):
+    assert PromptLayout("compact", objects="all").qa_prompt(example)[:2] == ["[0]", ObjectSlot(0)]
+    assert PromptLayout("text_only").qa_prompt(example) == [pieces[7]]
+    with pytest.raises(ValueError, match="vcr_layout"):
         PromptLayout("nope")
 
 
 def test_parse_choice_takes_the_first_number():
     assert [parse_choice(t) for t in ["1", "4.", "answer 3 or 2", "12", "0", "", "two", " 2) x"]] == \
-        [0, 3, 2, -1, -1, -1, -1, 1]
+        [0, 3, 2, -1, -1, 0, 0, 1]
+    assert [parse_choice(t, no_number="invalid") for t in ["", "two", "2"]] == [-1, -1, 1]
 
 
 def test_three_accuracies_match_hand_counts():

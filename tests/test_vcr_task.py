@@ -85,6 +85,7 @@ def test_generate_parses_the_first_number(tiny_model, datasets, monkeypatch):
 
 def test_interleaved_input_holds_each_object_soft_prompt(tiny_model, datasets):
     from lavis_regionvlm.vcr.embed import interleaved_inputs
+    from lavis_regionvlm.vcr.prompt import slot_ids
 
     task = make_task(choice_method="rank")
     dataset = datasets["val"]
@@ -92,13 +93,16 @@ def test_interleaved_input_holds_each_object_soft_prompt(tiny_model, datasets):
     examples = samples["example"]
     embeds = tiny_model.encode_image(samples["image"])
     slots = task.soft_prompts(tiny_model, embeds, examples, samples["regions"])
-    row = next(i for i, e in enumerate(examples) if len(e.object_ids) >= 2)  # "[9] and [10]"-style
+    row = next(i for i, e in enumerate(examples) if len(e.object_ids) >= 2)  # "[9, 10]"-style
     prompts = [task.layout.qa_prompt(e) for e in examples]
     inputs, mask = interleaved_inputs(tiny_model, prompts, slots)
     n = tiny_model.query_tokens.shape[1]
-    first = examples[row].object_ids[0]
-    lead = tiny_model.t5_tokenizer(f"Let [{first}] be", add_special_tokens=False).input_ids
-    assert torch.equal(inputs[row, len(lead): len(lead) + n], slots[row][first])
+    first, second = slot_ids(prompts[row])[:2]
+    ids = tiny_model.t5_tokenizer(["Let", f"[{first}] be", f"[{second}] be"], add_special_tokens=False).input_ids
+    start = len(ids[0]) + len(ids[1])
+    assert torch.equal(inputs[row, start: start + n], slots[row][first])
+    start += n + len(ids[2])
+    assert torch.equal(inputs[row, start: start + n], slots[row][second])
     lengths = mask.sum(1)
     assert lengths.max() == inputs.shape[1] and (mask[:, 0] == 1).all()
     assert all(mask[i, lengths[i]:].sum() == 0 for i in range(len(examples)))

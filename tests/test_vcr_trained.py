@@ -3,9 +3,9 @@ synthetic VG boxes) and global captions answers held-out synthetic VCR colour qu
 ("What colour is [0]?", four choices) above chance (25%) with likelihood ranking, zero-shot:
 it never sees the VCR prompt layout in training.
 
-Measured (400 steps, 300 images, 114 held-out questions): Q->A 42.1%, QA->R 36.8%,
-Q->AR 24.6% (chance 25 / 25 / 6.25); the same recipe as a script gave 36.8 / 35.1 / 13.2.
-About 5 minutes on 2 shared cores.
+Measured with the released prompts (400 steps, 300 images, 114 held-out questions): Q->A
+41.2%, QA->R 43.0%, Q->AR 21.1% (chance 25 / 25 / 6.25); with the earlier detokenised prompts
+42.1 / 36.8 / 24.6. About 6 minutes on 2 shared cores.
 """
 import json
 from types import SimpleNamespace

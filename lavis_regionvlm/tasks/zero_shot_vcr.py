@@ -1,8 +1,8 @@
 """`zero_shot_vcr`: answer VCR questions with one region embedding per referenced object.
 
-For each question the objects it (or its answers/rationales) refer to become regions (their
-polygon mask, or box), each written as K points seeded per (question, object), encoded by the
-Q-Former into a soft prompt Z_i and interleaved with the text in the T5 input (see
+For each question the objects its prompts refer to become regions (their polygon mask, or
+box), each written as K points seeded per (question, object), encoded by the Q-Former into a
+soft prompt Z_i and interleaved with the text in the T5 input (see
 `lavis_regionvlm.vcr.prompt`). Three settings are answered:
     Q->A   (question + 4 answers)
     QA->R  (question + GOLD answer + 4 rationales)
@@ -11,14 +11,24 @@ Q-Former into a soft prompt Z_i and interleaved with the text in the T5 input (s
 Accuracies: `lavis_regionvlm.vcr.metrics.vcr_accuracies`. A split without labels (test) gets
 predictions only: the log and the metrics file say so.
 
+By default the prompts, the objects given a Z_i, the generation settings and the reading of
+the output are those of the released evaluation (`eval_VCR.py`; tests/test_vcr_released.py),
+except that `[12]` is object 12. Points are drawn once per (question, object), seeded; the
+released script draws new unseeded points for every prompt.
 Run config keys (`run:`), all optional:
-    choice_method: generate   # generate (the paper: 5-beam, first number parsed) | rank (LM loss)
-    vcr_layout: official      # official | compact | text_only (lavis_regionvlm.vcr.prompt)
-    qa_template / qar_template / choice_template: prompt text templates (PromptLayout)
+    vcr_prompt: released      # released | natural (detokenised text; lavis_regionvlm.vcr.prompt)
+    vcr_objects: prompt       # prompt (the objects its text names) | all (every object of the question)
+    vcr_object_parser: ids    # ids ([12] is object 12) | digits_bug (the released parser: objects 1 and 2)
+    vcr_layout: official      # official ("Let [i] be" Z_i ...) | compact | text_only
+    qa_template / qar_template / choice_template: prompt text templates (PromptLayout; null =
+                              the vcr_prompt style's)
+    choice_method: generate   # generate (released: beam search, first number parsed) | rank (LM loss)
+    vcr_no_number: choice1    # an output without a number: choice1 (released) | invalid (counted wrong)
+    num_beams: 5
+    max_len: 30               # new tokens generated
+    min_len: 1                # min_length of the generated sequence
     rank_target: "{text}"     # candidate text scored by `rank`; fields {n}, {text}
     rank_score: mean          # mean | sum token NLL
-    num_beams: 5
-    max_len: 10               # new tokens generated
     max_input_len: null       # T5 input positions kept (null = all)
     num_points: null          # K per object; null = the model's num_points
     point_quantize: null      # floor | round; null = the model's point_quantize
@@ -40,11 +50,12 @@ from lavis.tasks.base_task import BaseTask
 
 import lavis_regionvlm.vcr.builder  # noqa: F401  (registers the `vcr` dataset builder)
 from lavis_regionvlm.tasks.results import append_metrics, merged_results
+from lavis_regionvlm.datasets.config import ConfigError
 from lavis_regionvlm.vcr.choose import RANK_SCORES, generate_choices, rank_choices
-from lavis_regionvlm.vcr.data import VcrExample, region_texts, render_tokens
+from lavis_regionvlm.vcr.data import VcrExample, VcrFormatError, region_texts
 from lavis_regionvlm.vcr.embed import interleaved_inputs
-from lavis_regionvlm.vcr.metrics import vcr_accuracies
-from lavis_regionvlm.vcr.prompt import PromptLayout, prompt_text
+from lavis_regionvlm.vcr.metrics import NO_NUMBER, vcr_accuracies
+from lavis_regionvlm.vcr.prompt import PromptLayout, prompt_text, slot_ids
 
 logger = logging.getLogger(__name__)
 CHOICE_METHODS = ("generate", "rank")
@@ -56,32 +67,42 @@ class ZeroShotVCRTask(BaseTask):
 
     def __init__(self, layout: PromptLayout | None = None, choice_method: str = "generate",
                  rank_target: str = "{text}", rank_score: str = "mean", num_beams: int = 5,
-                 max_len: int = 10, max_input_len: Optional[int] = None,
-                 num_points: Optional[int] = None, point_quantize: Optional[str] = None, seed: int = 0):
+                 max_len: int = 30, min_len: int = 1, no_number: str = "choice1",
+                 max_input_len: Optional[int] = None, num_points: Optional[int] = None,
+                 point_quantize: Optional[str] = None, seed: int = 0):
         super().__init__()
         if choice_method not in CHOICE_METHODS:
-            raise ValueError(f"choice_method must be one of {CHOICE_METHODS}, got {choice_method!r}")
+            raise ConfigError(f"run.choice_method must be one of {CHOICE_METHODS}, got {choice_method!r}")
         if rank_score not in RANK_SCORES:
-            raise ValueError(f"rank_score must be one of {RANK_SCORES}, got {rank_score!r}")
+            raise ConfigError(f"run.rank_score must be one of {RANK_SCORES}, got {rank_score!r}")
+        if no_number not in NO_NUMBER:
+            raise ConfigError(f"run.vcr_no_number must be one of {NO_NUMBER}, got {no_number!r}")
+        for key, value, least in (("num_beams", num_beams, 1), ("max_len", max_len, 1), ("min_len", min_len, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"run.{key} must be an int >= {least}, got {value!r}")
         self.layout = layout or PromptLayout()
         self.choice_method, self.rank_target, self.rank_score = choice_method, rank_target, rank_score
-        self.num_beams, self.max_len, self.max_input_len = num_beams, max_len, max_input_len
+        self.num_beams, self.max_len, self.min_len, self.no_number = num_beams, max_len, min_len, no_number
+        self.max_input_len = max_input_len
         self.num_points, self.point_quantize, self.seed = num_points, point_quantize, seed
 
     @classmethod
     def setup_task(cls, cfg=None, **kwargs) -> "ZeroShotVCRTask":
         run = cfg.run_cfg if cfg is not None else {}
         get = run.get
-        defaults = PromptLayout()
-        layout = PromptLayout(
-            layout=get("vcr_layout", defaults.layout),
-            qa_template=get("qa_template", defaults.qa_template),
-            qar_template=get("qar_template", defaults.qar_template),
-            choice_template=get("choice_template", defaults.choice_template),
-        )
+        try:
+            layout = PromptLayout(
+                layout=get("vcr_layout", "official"), text=get("vcr_prompt", "released"),
+                objects=get("vcr_objects", "prompt"), object_parser=get("vcr_object_parser", "ids"),
+                qa_template=get("qa_template", None), qar_template=get("qar_template", None),
+                choice_template=get("choice_template", None),
+            )
+        except ValueError as error:
+            raise ConfigError(f"run.{error}") from error
         return cls(
             layout, choice_method=get("choice_method", "generate"), rank_target=get("rank_target", "{text}"),
-            rank_score=get("rank_score", "mean"), num_beams=get("num_beams", 5), max_len=get("max_len", 10),
+            rank_score=get("rank_score", "mean"), num_beams=get("num_beams", 5), max_len=get("max_len", 30),
+            min_len=get("min_len", 1), no_number=get("vcr_no_number", "choice1"),
             max_input_len=get("max_input_len", None), num_points=get("num_points", None),
             point_quantize=get("point_quantize", None), seed=get("seed", 0),
         )
@@ -90,12 +111,19 @@ class ZeroShotVCRTask(BaseTask):
 
     def soft_prompts(self, model, image_embeds: torch.Tensor, examples: list[VcrExample],
                      regions: list[dict]) -> list[dict]:
-        """Per question {object id: (N, D) soft prompt}; one Q-Former call for the batch."""
+        """Per question {object id: (N, D) soft prompt} for every object its prompts can name
+        (`PromptLayout.candidate_objects`); one Q-Former call for the batch."""
         k = self.num_points or model.num_points
         quantize = self.point_quantize or model.point_quantize
         keys, texts, rows = [], [], []
         for row, (example, objects) in enumerate(zip(examples, regions)):
-            for i, text in region_texts(objects, example.annot_id, k, quantize, self.seed).items():
+            wanted = [] if self.layout.layout == "text_only" else self.layout.candidate_objects(example)
+            missing = [i for i in wanted if i not in objects]
+            if missing:
+                raise VcrFormatError(f"{example.annot_id}: the prompt names objects {missing} but the dataset "
+                                     f"gave regions only for {sorted(objects)}")
+            chosen = {i: objects[i] for i in wanted}
+            for i, text in region_texts(chosen, example.annot_id, k, quantize, self.seed).items():
                 keys.append((row, i))
                 texts.append(text)
                 rows.append(row)
@@ -110,7 +138,8 @@ class ZeroShotVCRTask(BaseTask):
         """Choices (and outputs or scores) for a batch of prompts."""
         inputs, mask = interleaved_inputs(model, prompts, slots, self.max_input_len)
         if self.choice_method == "generate":
-            choices, texts = generate_choices(model, inputs, mask, self.num_beams, self.max_len)
+            choices, texts = generate_choices(model, inputs, mask, self.num_beams, self.max_len, self.min_len,
+                                              self.no_number)
             return {"choices": choices, "outputs": texts, "scores": [None] * len(choices)}
         targets = [[self.rank_target.format(n=n, text=c) for n, c in enumerate(row, 1)] for row in candidates]
         choices, scores = rank_choices(model, inputs, mask, targets, self.rank_score)
@@ -124,9 +153,9 @@ class ZeroShotVCRTask(BaseTask):
         image_embeds = model.encode_image(samples["image"].to(model.device))
         slots = self.soft_prompts(model, image_embeds, examples, samples["regions"])
 
+        qa_prompts = [self.layout.qa_prompt(e) for e in examples]
         answers = self.choose(
-            model, [self.layout.qa_prompt(e) for e in examples], slots,
-            [[render_tokens(c) for c in e.answer_choices] for e in examples],
+            model, qa_prompts, slots, [[self.layout.render(c) for c in e.answer_choices] for e in examples],
         )
         # Rationales are chosen given the gold answer (QA->R) and given the predicted one
         # (Q->AR); when they are the same answer, once.
@@ -138,7 +167,7 @@ class ZeroShotVCRTask(BaseTask):
         if jobs:
             rationales = self.choose(
                 model, [self.layout.qar_prompt(examples[r], a) for r, a in jobs], [slots[r] for r, _ in jobs],
-                [[render_tokens(c) for c in examples[r].rationale_choices] for r, _ in jobs],
+                [[self.layout.render(c) for c in examples[r].rationale_choices] for r, _ in jobs],
             )
             for index, job in enumerate(jobs):
                 by_job[job] = {k: v[index] for k, v in rationales.items()}
@@ -150,12 +179,13 @@ class ZeroShotVCRTask(BaseTask):
             given_pred = by_job.get((row, pred), {}) if pred >= 0 else {}
             records.append({
                 "annot_id": example.annot_id, "img_fn": example.img_fn,
-                "prompt": prompt_text(self.layout.qa_prompt(example)),
-                "object_ids": example.object_ids,
+                "prompt": prompt_text(qa_prompts[row]),
+                "object_ids": slot_ids(qa_prompts[row]),
                 "answer_label": example.answer_label, "rationale_label": example.rationale_label,
                 "answer_pred": pred,
                 "answer_output": answers["outputs"][row], "answer_scores": answers["scores"][row],
                 "rationale_pred_gold": given_gold.get("choices", -1) if given_gold else -1,
+                "rationale_output_gold": given_gold.get("outputs"),
                 "rationale_pred": given_pred.get("choices", -1) if given_pred else -1,
                 "rationale_output": given_pred.get("outputs"), "rationale_scores": given_pred.get("scores"),
                 "choice_method": self.choice_method,

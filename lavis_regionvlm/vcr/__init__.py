@@ -2,11 +2,15 @@
 
 - `data`: the released VCR files (`{split}.jsonl`, per-image metadata) -> `VcrExample`s, and
   one `Region` per referenced object (its polygon mask, or its box without one).
-- `prompt`: T5 prompt layouts: text pieces interleaved with object slots.
+- `prompt`: T5 prompts: text pieces interleaved with object slots; by default the released
+  evaluation's prompts (one fix: `[12]` is object 12), other layouts as options.
 - `embed`: pieces + soft prompts -> padded `inputs_embeds` and attention mask.
-- `choose`: pick one of four choices by generation (first number parsed) or by LM ranking.
+- `choose`: pick one of four choices by generation (as released: 5 beams, 30 new tokens, the
+  first number parsed, none = choice 1) or by LM ranking.
 - `metrics`: Q->A, QA->R and Q->AR accuracies.
 - `dataset`, `builder`: the `vcr` LAVIS dataset builder. The task is `zero_shot_vcr`.
 """
-from lavis_regionvlm.vcr.data import VcrExample, load_examples, mention, object_region, render_tokens  # noqa: F401
+from lavis_regionvlm.vcr.data import (  # noqa: F401
+    VcrExample, join_tokens, load_examples, mention, object_region, render_tokens,
+)
 from lavis_regionvlm.vcr.metrics import parse_choice, vcr_accuracies  # noqa: F401

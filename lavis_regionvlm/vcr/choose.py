@@ -1,7 +1,8 @@
 """Choose one of four candidates from a T5 encoder input.
 
-- `generate`: beam search (5 beams in the paper), the first number of the output is the
-  choice (-1 when there is none in 1-4: counted wrong).
+- `generate` (as released): beam search, 5 beams and at most 30 new tokens by default, the
+  first number of the output is the choice (`metrics.parse_choice`: an output without a
+  number is choice 1 by default; a number other than 1-4 is invalid, -1, counted wrong).
 - `rank`: the encoder runs once per prompt; the decoder scores each candidate text (the
   `rank_target` template filled with the choice) by its LM loss; the lowest wins. Never
   invalid.
@@ -18,16 +19,22 @@ RANK_SCORES = ("mean", "sum")
 
 
 @torch.no_grad()
-def generate_choices(model, inputs_embeds, attention_mask, num_beams: int = 5,
-                     max_new_tokens: int = 10) -> tuple[list[int], list[str]]:
-    """(B choices 0-3 or -1, B generated texts)."""
+def generate_choices(model, inputs_embeds, attention_mask, num_beams: int = 5, max_new_tokens: int = 30,
+                     min_length: int = 1, no_number: str = "choice1") -> tuple[list[int], list[str]]:
+    """(B choices 0-3 or -1, B generated texts).
+
+    The defaults are the released evaluation's `generate` call: greedy beam search (no
+    sampling) with 5 beams, at most 30 new tokens, min_length 1, length and repetition
+    penalties 1, one sequence per prompt. `no_number`: see `metrics.parse_choice`.
+    """
     with model.maybe_autocast(dtype=torch.bfloat16):
         outputs = model.t5_model.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, do_sample=False,
-            num_beams=num_beams, max_new_tokens=max_new_tokens,
+            num_beams=num_beams, max_new_tokens=max_new_tokens, min_length=min_length,
+            repetition_penalty=1.0, length_penalty=1.0, num_return_sequences=1,
         )
     texts = model.t5_tokenizer.batch_decode(outputs, skip_special_tokens=True)
-    return [parse_choice(t) for t in texts], texts
+    return [parse_choice(t, no_number=no_number) for t in texts], texts
 
 
 @torch.no_grad()

@@ -7,10 +7,12 @@
 Metadata JSON: `boxes` [[x1, y1, x2, y2, score]] in pixels, `segms` (per object a list of
 polygons, each a list of [x, y] pixel pairs; may be empty), `width`, `height`.
 
-Object mention (how the T5 text refers to objects): an id list token becomes "[i]" for one
-id, "[i] and [j]" for two, "[i], [j] and [k]" for more, always with the ORIGINAL VCR id
-(any number of digits: `[12]` is object 12, never objects 1 and 2). The same "[i]" opens the
-object's "[i] be Z_i" slot in the official layout, so text and regions agree.
+Two ways to write a token list as text (`lavis_regionvlm.vcr.prompt` picks one):
+- `join_tokens` (as released, `eval_VCR.py`): the tokens joined by single spaces, an id list
+  printed as the list it is: ["Is", [1, 10], "ok", "?"] -> "Is [1, 10] ok ?".
+- `render_tokens` (ours, `vcr_prompt: natural`): no space before punctuation, an id list as
+  "[i]", "[i] and [j]", "[i], [j] and [k]": "Is [1] and [10] ok?".
+Both keep the ORIGINAL VCR ids, with any number of digits.
 """
 from __future__ import annotations
 
@@ -48,6 +50,16 @@ def _is_ref(token: Any) -> bool:
     return isinstance(token, (list, tuple))
 
 
+def join_tokens(tokens: Sequence[Token]) -> str:
+    """A VCR token list as the released evaluation writes it: every token as `str` prints it
+    (an id list as "[1, 10]"), joined by single spaces, nothing else changed.
+
+    >>> join_tokens(["What", "is", [1, 10], "doing", "?"])
+    'What is [1, 10] doing ?'
+    """
+    return " ".join("[" + ", ".join(str(int(i)) for i in t) + "]" if _is_ref(t) else str(t) for t in tokens)
+
+
 def render_tokens(tokens: Sequence[Token]) -> str:
     """A VCR token list as text: id lists become mentions, no space before punctuation.
 
@@ -74,7 +86,8 @@ def referenced_ids(*token_lists: Sequence[Token]) -> list[int]:
 @dataclass(frozen=True)
 class VcrExample:
     """One VCR question. Labels are None in the test split. `object_ids`: every object the
-    question, answers or rationales refer to (sorted)."""
+    question, answers or rationales refer to (sorted); `region_ids`: those and their digits
+    (every object a prompt can name, under either object parser of `vcr.prompt`)."""
 
     annot_id: str
     img_fn: str
@@ -93,6 +106,11 @@ class VcrExample:
     @property
     def object_ids(self) -> list[int]:
         return referenced_ids(self.question, *self.answer_choices, *self.rationale_choices)
+
+    @property
+    def region_ids(self) -> list[int]:
+        ids = self.object_ids
+        return sorted(set(ids) | {int(d) for i in ids for d in str(i)})
 
     @classmethod
     def from_json(cls, line: dict, where: str = "") -> "VcrExample":

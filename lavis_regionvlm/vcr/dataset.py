@@ -17,7 +17,9 @@ class VcrDataset(Dataset):
     """VCR questions of one split.
 
     An item: `image` (3, S, S) processed; `annot_id`; `example` (`VcrExample`); `regions`
-    {object id: `Region`} for every object the question, answers or rationales refer to.
+    {object id: `Region`} for every object a prompt can name (`VcrExample.region_ids`: the
+    objects the question, answers or rationales refer to, and the digits of their ids, which
+    the released parser, `vcr_object_parser: digits_bug`, reads as objects).
     Point text is written by the task, which knows the model's K and quantisation.
     """
 
@@ -45,7 +47,7 @@ class VcrDataset(Dataset):
     def regions(self, example: VcrExample) -> dict:
         metadata = self._metadata(example.metadata_fn)
         try:
-            return {i: object_region(metadata, i) for i in example.object_ids}
+            return {i: object_region(metadata, i) for i in example.region_ids}
         except VcrFormatError as error:
             raise VcrFormatError(f"{example.annot_id} ({example.metadata_fn}): {error}") from error
 

@@ -5,27 +5,39 @@ Definitions, over the questions of a labeled split (percent):
 - QA->R: the chosen rationale, given the GOLD answer, is the gold rationale.
 - Q->AR: the chosen answer is the gold answer AND the rationale chosen given the PREDICTED
   answer is the gold rationale (when the answer is right this is the QA->R choice).
-An invalid choice (-1: generation produced no number 1-4) counts as wrong.
+An invalid choice (-1: a generated number other than 1-4) counts as wrong.
 """
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 _NUMBER = re.compile(r"\d+")
+NO_NUMBER = ("choice1", "invalid")
 
 
-def parse_choice(text: str, num_choices: int = 4) -> int:
-    """0-based choice from generated text: its FIRST number, if it is 1..num_choices; else -1.
+def parse_choice(text: Optional[str], num_choices: int = 4, no_number: str = "choice1") -> int:
+    """0-based choice from generated text, as the released evaluation reads it: the FIRST run
+    of digits, which must be written exactly "1".."num_choices" ("02" and "12" are invalid).
 
-    >>> parse_choice("2. because ..."), parse_choice("12"), parse_choice("none")
-    (1, -1, -1)
+    no_number: what an output without any digit is: `choice1` (as released: choice 1, index
+    0) or `invalid` (ours: -1, counted wrong and reported).
+
+    >>> parse_choice("2. because ..."), parse_choice("12"), parse_choice("none"), parse_choice("none", no_number="invalid")
+    (1, -1, 0, -1)
     """
+    if no_number not in NO_NUMBER:
+        raise ValueError(f"vcr_no_number must be one of {NO_NUMBER}, got {no_number!r}")
     match = _NUMBER.search(text or "")
     if match is None:
-        return -1
-    number = int(match.group())
-    return number - 1 if 1 <= number <= num_choices else -1
+        return 0 if no_number == "choice1" else -1
+    valid = {str(n): n - 1 for n in range(1, num_choices + 1)}
+    return valid.get(match.group(), -1)
+
+
+def has_number(text: Optional[str]) -> bool:
+    """Whether generated text holds a digit (one without is parsed by the `no_number` rule)."""
+    return _NUMBER.search(text or "") is not None
 
 
 def vcr_accuracies(records: Iterable[Mapping]) -> dict:
@@ -49,4 +61,11 @@ def vcr_accuracies(records: Iterable[Mapping]) -> dict:
         "count": count,
         "invalid_answers": sum(r["answer_pred"] < 0 for r in records),
         "invalid_rationales": sum(r["rationale_pred_gold"] < 0 for r in records),
+        "answers_without_number": _without_number(records, "answer_output"),
+        "rationales_without_number": _without_number(records, "rationale_output_gold"),
     }
+
+
+def _without_number(records: list, key: str) -> int:
+    """How many records hold generated text under `key` with no digit in it."""
+    return sum(r.get(key) is not None and not has_number(r[key]) for r in records)
