@@ -241,7 +241,7 @@ def read_image(path: str):
     except FileNotFoundError:
         raise CliError(f"--image: no such file: {path}") from None
     except (ValueError, OSError, Image.DecompressionBombError) as exc:
-        raise CliError(f"--image: {one_line(exc)}") from None
+        raise CliError(_about_file("--image", path, exc)) from None
 
 
 def check_checkpoint(args) -> None:
