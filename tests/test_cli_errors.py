@@ -186,3 +186,21 @@ def test_the_real_command_prints_no_traceback(files):
     assert done.returncode == 2 and done.stdout == ""
     errors = [line for line in done.stderr.splitlines() if line.startswith(f"regionvlm {argv[0]}: error: ")]
     assert len(errors) == 1 and "--image" in errors[0], done.stderr[-3000:]
+
+
+def test_a_polygon_region_reaches_the_polygon_rasteriser(files, monkeypatch):
+    """`--region` polygons go to `masks.polygons_to_mask` (where far-out vertices are clipped)
+    and its refusals come back as one line naming the argument, before the model loads."""
+    from lavis_regionvlm.regions import RegionError, masks
+
+    seen = []
+
+    def spy(polygons, height, width):
+        seen.append((polygons, height, width))
+        raise RegionError("refused by the rasteriser")
+
+    monkeypatch.setattr(masks, "polygons_to_mask", spy)
+    region = '{"polygons": [[0, 0, 10, 0, 1e7, 30]], "height": 48, "width": 80}'
+    code, out, err = run(("caption", *image_args(files, "--points", "[10 10]", "--region", region)))
+    assert seen == [([[0, 0, 10, 0, 1e7, 30]], 48, 80)]
+    assert (code, out, err) == (2, "", "regionvlm caption: error: --region #2: refused by the rasteriser\n")

@@ -11,7 +11,7 @@
     regionvlm demo    [--port 7860] [--sam-type vit_h --sam-checkpoint sam_vit_h_4b8939.pth]
 
 Common options: --model-type (default regionvlm_flant5xl; `tiny` for a quick offline try),
---checkpoint PATH, --device, --seed, --num-points, --quantize, --json.
+--checkpoint PATH, --device, --seed, --num-points, --quantize, --json, --debug.
 A region is `--region` (JSON text, or a path to a JSON file, in `Region.from_json`'s form) or
 `--points` (point text, integers 0..100); repeat them for several regions (one batch).
 No region means the whole image.
@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model-type", default=DEFAULT_MODEL_TYPE,
                        help=f"blip2_t5_region model type (default {DEFAULT_MODEL_TYPE}; 'tiny' needs no files)")
     model.add_argument("--checkpoint", help="fine-tuned checkpoint (path or URL) to load")
-    model.add_argument("--device", type=_device_arg, default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    model.add_argument("--device", type=_device_arg, default=None,
+                       help="cpu, cuda, cuda:1, mps (default: cuda when available); checked to exist here")
     model.add_argument("--seed", type=int, default=0, help="seed of the region point draws")
     model.add_argument("--num-points", type=int, default=None, help="K points per region (default: the model's)")
     model.add_argument("--quantize", choices=("floor", "round"), default=None,
