@@ -30,8 +30,11 @@ HELP = __doc__.split("\n\n")[2]
 
 def run_chat(args, predictor, regions: list, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """The loop; returns the exit code (0, or 1 when some line was rejected)."""
-    chat = Chat(predictor, max_input_tokens=args.max_input_tokens, feed_answers=not args.no_feed_answers,
-                generate_kwargs=generate_kwargs(args))
+    try:
+        chat = Chat(predictor, max_input_tokens=args.max_input_tokens, feed_answers=not args.no_feed_answers,
+                    generate_kwargs=generate_kwargs(args))
+    except ValueError as exc:  # the only option Chat checks: max_input_tokens
+        raise CliError(f"--max-input-tokens: {exc}") from None
     if args.replay:
         try:
             chat = Chat.from_session(args.replay, predictor)

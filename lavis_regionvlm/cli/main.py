@@ -11,23 +11,29 @@
     regionvlm demo    [--port 7860] [--sam-type vit_h --sam-checkpoint sam_vit_h_4b8939.pth]
 
 Common options: --model-type (default regionvlm_flant5xl; `tiny` for a quick offline try),
---checkpoint PATH, --device, --seed, --num-points, --quantize, --json.
+--checkpoint PATH, --device, --seed, --num-points, --quantize, --json, --debug.
 A region is `--region` (JSON text, or a path to a JSON file, in `Region.from_json`'s form) or
 `--points` (point text, integers 0..100); repeat them for several regions (one batch).
-No region means the whole image. Errors go to stderr; bad arguments or inputs exit with 2.
+No region means the whole image.
+
+Errors are one line on stderr, `regionvlm COMMAND: error: ...`, never a traceback. Exit
+codes: 0 done; 2 a bad argument or a bad input file (the message names the option);
+1 it failed while running (a file it cannot write, out of memory, an unexpected error);
+130 interrupted (Ctrl+C). `--debug` shows the traceback of an unexpected error instead.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import string
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
 from lavis_regionvlm.demo.server import add_demo_arguments
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
 PROG = "regionvlm"
 
@@ -43,6 +49,65 @@ class CliError(Exception):
 
 
 # ---------------------------------------------------------------------- arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (exit 2), as every other error is."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum: int):
+    """argparse type: an int >= minimum."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+def _device_arg(value: str) -> str:
+    """argparse type: a torch device that exists here (cpu, cuda, cuda:N, mps)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"unknown device {value!r}; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{value!r}: no CUDA GPU is usable on this machine; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: this machine has {count} CUDA GPU(s), cuda:0 .. cuda:{count - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{value!r}: Apple MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"device type {device.type!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return value
+
+
+def _question_template(value: str) -> str:
+    """argparse type: a prompt template with exactly one `{}`, where the question goes."""
+    hint = 'write a literal brace as "{{" or "}}"'
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(value) if field is not None]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a template: {exc}; {hint}") from None
+    if fields not in ([""], ["0"]):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must hold exactly one {{}} (where the question goes), found {len(fields)} "
+            f"placeholder(s) {['{' + f + '}' for f in fields]}; {hint}")
+    return value
 
 
 def _region_arg(value: str) -> tuple[str, str]:
@@ -63,15 +128,18 @@ def _layers_arg(value: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--debug", action="store_true",
+                       help="on an unexpected error, show its traceback instead of one line")
     model.add_argument("--model-type", default=DEFAULT_MODEL_TYPE,
                        help=f"blip2_t5_region model type (default {DEFAULT_MODEL_TYPE}; 'tiny' needs no files)")
     model.add_argument("--checkpoint", help="fine-tuned checkpoint (path or URL) to load")
-    model.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    model.add_argument("--device", type=_device_arg, default=None,
+                       help="cpu, cuda, cuda:1, mps (default: cuda when available); checked to exist here")
     model.add_argument("--seed", type=int, default=0, help="seed of the region point draws")
     model.add_argument("--num-points", type=int, default=None, help="K points per region (default: the model's)")
     model.add_argument("--quantize", choices=("floor", "round"), default=None,
@@ -88,15 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="TEXT", help='point text, e.g. "[32 64] [37 62]"')
 
     generation = argparse.ArgumentParser(add_help=False)
-    generation.add_argument("--num-beams", type=int, default=None)
-    generation.add_argument("--max-new-tokens", type=int, default=None)
+    generation.add_argument("--num-beams", type=_int_at_least(1), default=None, help="beam search width (>= 1)")
+    generation.add_argument("--max-new-tokens", type=_int_at_least(1), default=None,
+                            help="longest answer in tokens (>= 1)")
 
     caption = commands.add_parser("caption", parents=[common, regions, generation], help="describe regions")
     caption.add_argument("--prompt", default="", help='T5 text after the region (default "")')
 
     ask = commands.add_parser("ask", parents=[common, regions, generation], help="answer a question about regions")
     ask.add_argument("--question", required=True)
-    ask.add_argument("--prompt", default="Question: {} Answer:", help='template, "{}" is the question')
+    ask.add_argument("--prompt", type=_question_template, default="Question: {} Answer:",
+                     help='template with one "{}", where the question goes (default "Question: {} Answer:")')
 
     score = commands.add_parser("score", parents=[common, regions], help="LM loss of texts given regions")
     score.add_argument("--text", dest="texts", action="append", required=True, help="a candidate text (repeat)")
@@ -107,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     source = segment.add_mutually_exclusive_group(required=True)
     source.add_argument("--proposals", help="proposal file: SAM records with COCO RLE `segmentation`")
     source.add_argument("--sam-config", help="YAML with `sam` and `generator` blocks (runs SAM)")
-    segment.add_argument("--out", help="folder for mask.png, mask_rle.json, overlay.png")
+    segment.add_argument("--out", help="folder for mask.png, mask_rle.json, overlay.png (made if missing)")
 
     attention = commands.add_parser(
         "attention", parents=[common, regions],
@@ -161,14 +231,36 @@ def read_regions(args) -> list:
 
 
 def read_image(path: str):
+    from PIL import Image
+
     from lavis_regionvlm.interactive.predictor import load_image
 
+    if Path(path).is_dir():
+        raise CliError(f"--image: {path} is a folder, not an image file")
     try:
         return load_image(path)
     except FileNotFoundError:
         raise CliError(f"--image: no such file: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise CliError(f"--image: {exc}") from None
+    except (ValueError, OSError, Image.DecompressionBombError) as exc:
+        raise CliError(_about_file("--image", path, exc)) from None
+
+
+def check_checkpoint(args) -> None:
+    """--checkpoint names a URL or an existing file (checked before the model loads)."""
+    from lavis_regionvlm.paths import resolve_path
+
+    if not args.checkpoint:
+        return
+    try:
+        path = resolve_path(args.checkpoint)
+    except FileNotFoundError as exc:
+        raise CliError(f"--checkpoint: {exc}") from None
+    if path.lower().startswith(("http://", "https://")):
+        return
+    if Path(path).is_dir():
+        raise CliError(f"--checkpoint: {path} is a folder; give the checkpoint file itself (e.g. checkpoint_best.pth)")
+    if not Path(path).is_file():
+        raise CliError(f"--checkpoint: no such file: {path}")
 
 
 def load_predictor(args):
@@ -176,14 +268,18 @@ def load_predictor(args):
     import torch
 
     from lavis_regionvlm.interactive.predictor import RegionPredictor
+    from lavis_regionvlm.models.checkpoints import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     key = (args.model_type, device, args.checkpoint)
     if key not in _PREDICTORS:
         try:
             _PREDICTORS[key] = RegionPredictor.from_pretrained(args.model_type, device, args.checkpoint)
+        except CheckpointError as exc:
+            where = "--checkpoint" if args.checkpoint else f"model type {args.model_type!r}"
+            raise CliError(f"{where}: {one_line(exc)}") from None
         except (ValueError, OSError) as exc:
-            raise CliError(f"cannot load model type {args.model_type!r}: {exc}") from None
+            raise CliError(f"cannot load model type {args.model_type!r}: {one_line(exc)}") from None
     try:
         return _PREDICTORS[key].with_settings(seed=args.seed, num_points=args.num_points, quantize=args.quantize)
     except ValueError as exc:
@@ -254,23 +350,75 @@ def cmd_score(args, predictor, regions, out: TextIO) -> int:
     return EXIT_OK
 
 
+def check_segment(args, regions: list) -> None:
+    """Read the proposal file or the SAM config and check --out, before the model loads.
+    Sets `args.proposal_records` (list of records) or `args.sam_settings` (dict)."""
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CliError(f"--out: {args.out} is an existing file; segment writes mask.png, mask_rle.json "
+                       "and overlay.png into a folder (give a folder, new or existing)")
+    if args.proposals:
+        args.proposal_records = read_proposal_file(args.proposals)
+    else:
+        args.sam_settings = read_sam_config(args.sam_config)
+
+
+def read_proposal_file(path: str) -> list[dict]:
+    """--proposals: the records of a proposal file, or CliError saying what is wrong with it."""
+    from lavis_regionvlm.ris.proposal_cache import read_proposals
+
+    if Path(path).is_dir():
+        raise CliError(f"--proposals: {path} is a folder; give one image's proposal file (JSON)")
+    if not Path(path).is_file():
+        raise CliError(f"--proposals: no such file: {path}")
+    try:
+        return read_proposals(path)
+    except (ValueError, OSError) as exc:  # JSON or record errors (a truncated file is invalid JSON)
+        raise CliError(_about_file("--proposals", path, exc)) from None
+
+
+def read_sam_config(path: str) -> dict:
+    """--sam-config: the YAML's `sam` and `generator` blocks, or CliError saying what is wrong."""
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not Path(path).is_file():
+        raise CliError(f"--sam-config: no such file: {path}")
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise CliError(f"--sam-config {path}: not valid YAML: {exc.problem or exc.context}{where}") from None
+    except (yaml.YAMLError, OmegaConfBaseException, ValueError, OSError) as exc:
+        raise CliError(_about_file("--sam-config", path, exc)) from None
+    example = "e.g. 'sam: {model_type: vit_h, checkpoint: sam_vit_h_4b8939.pth}' and an optional 'generator:' block"
+    if not isinstance(config, dict) or not isinstance(config.get("sam"), dict) or "model_type" not in config["sam"]:
+        raise CliError(f"--sam-config {path}: expected a 'sam' block with a 'model_type', {example}")
+    if not isinstance(config.get("generator") or {}, dict):
+        raise CliError(f"--sam-config {path}: 'generator' must be a block of SamAutomaticMaskGenerator options")
+    return config
+
+
 def cmd_segment(args, predictor, regions, out: TextIO) -> int:
-    from lavis_regionvlm.ris.segment import save_result
+    from lavis_regionvlm.ris.segment import save_result, sam_proposals
 
     if args.proposals:
-        if not Path(args.proposals).is_file():
-            raise CliError(f"--proposals: no such file: {args.proposals}")
-        result = predictor.segment(args.expression, args.proposals)
+        proposals, option, source = args.proposal_records, "--proposals", args.proposals
     else:
-        from omegaconf import OmegaConf
-
-        from lavis_regionvlm.ris.segment import sam_proposals
-
-        if not Path(args.sam_config).is_file():
-            raise CliError(f"--sam-config: no such file: {args.sam_config}")
-        config = OmegaConf.to_container(OmegaConf.load(args.sam_config), resolve=True)
-        result = predictor.segment(args.expression, sam_proposals(predictor.image, config))
-    paths = save_result(result, predictor.image, args.out) if args.out else {}
+        try:  # SAM's own checks: model type, checkpoint file, generator options
+            proposals = sam_proposals(predictor.image, args.sam_settings)
+        except (ValueError, TypeError, OSError) as exc:
+            raise CliError(_about_file("--sam-config", args.sam_config, exc)) from None
+        option, source = "--sam-config", args.sam_config
+    try:
+        result = predictor.segment(args.expression, proposals)
+    except ValueError as exc:  # proposals made for an image of another size
+        raise CliError(_about_file(option, source, exc)) from None
+    try:
+        paths = save_result(result, predictor.image, args.out) if args.out else {}
+    except OSError as exc:
+        raise CliError(f"--out: cannot write into {args.out}: {one_line(exc)}", EXIT_FAILED) from None
     if args.json:
         print(json.dumps({**_header(args, predictor), "expression": args.expression, **result.to_json(),
                           "outputs": {k: str(v) for k, v in paths.items()}}), file=out)
@@ -333,10 +481,13 @@ def run_demo(args) -> int:
     """Load the model (and SAM), then serve the demo until interrupted."""
     from lavis_regionvlm.demo.server import check_demo_options, serve
 
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0..65535 (0: any free port), got {args.port}")
     try:
         check_demo_options(args)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    check_checkpoint(args)
     predictor = load_predictor(args)
     try:
         serve(predictor, args)
@@ -347,6 +498,17 @@ def run_demo(args) -> int:
     return EXIT_OK
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (YAML and torch messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _about_file(option: str, path: str, exc: BaseException) -> str:
+    """`option path: message`, or `option: message` when the message names the path."""
+    message = one_line(exc)
+    return f"{option}: {message}" if str(path) in message else f"{option} {path}: {message}"
+
+
 def _print_lines(texts: Sequence[str], out: TextIO) -> None:
     for i, text in enumerate(texts):
         print(f"[{i}] {text}" if len(texts) > 1 else text, file=out)
@@ -355,7 +517,8 @@ def _print_lines(texts: Sequence[str], out: TextIO) -> None:
 COMMANDS = {"caption": cmd_caption, "ask": cmd_ask, "score": cmd_score, "segment": cmd_segment,
             "attention": cmd_attention}
 # Checks of a command's own arguments, run before the model loads (args, regions) -> None.
-EARLY_CHECKS = {"attention": lambda args, regions: attention_paths(args, max(1, len(regions)))}
+EARLY_CHECKS = {"attention": lambda args, regions: attention_paths(args, max(1, len(regions))),
+                "segment": check_segment}
 
 
 # ---------------------------------------------------------------------- entry point
@@ -363,28 +526,53 @@ EARLY_CHECKS = {"attention": lambda args, regions: attention_paths(args, max(1, 
 
 def main(argv: Optional[Sequence[str]] = None, *, stdin: Optional[TextIO] = None,
          stdout: Optional[TextIO] = None, stderr: Optional[TextIO] = None) -> int:
-    """Run the `regionvlm` command line; returns the exit code (0 ok, 1 failed, 2 bad input)."""
+    """Run the `regionvlm` command line; returns the exit code (0 ok, 1 failed, 2 bad
+    arguments or inputs, 130 interrupted). Every error is one line on `stderr`; an
+    unexpected one re-raises with --debug."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse printed the usage and the error (or --help)
+    except SystemExit as exc:  # argparse printed the error (or --help)
         return int(exc.code or 0)
     try:
-        if args.command == "demo":
-            return run_demo(args)
-        regions = read_regions(args) if hasattr(args, "regions") else []
-        if args.command in EARLY_CHECKS:
-            EARLY_CHECKS[args.command](args, regions)
-        image = read_image(args.image)
-        predictor = load_predictor(args)
-        predictor.set_image(image)
-        if args.command == "chat":
-            from lavis_regionvlm.cli.chat_loop import run_chat
-
-            return run_chat(args, predictor, regions, stdin, stdout, stderr)
-        return COMMANDS[args.command](args, predictor, regions, stdout)
+        return _run(args, stdin, stdout, stderr)
     except CliError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=stderr)
         return exc.code
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001  (the user gets one line; --debug shows the traceback)
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_describe(exc)} (run with --debug for the traceback)", file=stderr)
+        return EXIT_FAILED
+
+
+def _run(args, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """Check the inputs (cheap ones first), load the model, run the command."""
+    if args.command == "demo":
+        return run_demo(args)
+    regions = read_regions(args) if hasattr(args, "regions") else []
+    if args.command in EARLY_CHECKS:
+        EARLY_CHECKS[args.command](args, regions)
+    check_checkpoint(args)
+    image = read_image(args.image)
+    predictor = load_predictor(args)
+    predictor.set_image(image)
+    if args.command == "chat":
+        from lavis_regionvlm.cli.chat_loop import run_chat
+
+        return run_chat(args, predictor, regions, stdin, stdout, stderr)
+    return COMMANDS[args.command](args, predictor, regions, stdout)
+
+
+def _describe(exc: Exception) -> str:
+    """One line for an error no check anticipated: the message, with the type where the
+    message alone says little (KeyError('sam') -> "KeyError: 'sam'")."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, (OSError, RuntimeError, ValueError)):
+        return one_line(exc)
+    return f"{type(exc).__name__}: {one_line(exc)}"
