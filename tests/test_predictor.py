@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from lavis_regionvlm.interactive import NoImageError, RegionPredictor, as_region, image_sha256, load_image
+from lavis_regionvlm.interactive.predictor import QUESTION_PROMPT
 from lavis_regionvlm.regions import Region, RegionError
 from lavis_regionvlm.regions.masks import mask_to_rle
 
@@ -126,6 +127,33 @@ def test_ask_about_regions_and_the_whole_image(random_image, predictor):
     assert predictor.ask(["what colour is it?"] * 2, **FAST) == [whole, whole]
     with pytest.raises(ValueError, match="3 questions for 2 regions"):
         predictor.ask(["a", "b", "c"], ["[1 1]", "[2 2]"])
+
+
+def test_ask_feeds_the_raw_question_after_the_region_as_released(predictor, monkeypatch):
+    """Their region QA (`predict_answers_qformer_first`): cat([Z, embed_tokens(t5_tokenizer(question))]),
+    generated with 5 beams, max_new_tokens=max_len=10, min_length 1, length_penalty -1."""
+    model = predictor.model
+    calls = []
+    original = model.t5_model.generate
+
+    def generate(**kwargs):
+        calls.append(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(model.t5_model, "generate", generate)
+    z = predictor.region_embeds("[32 64] [37 62]")[0]
+    embed = model.t5_model.encoder.embed_tokens
+    ids = model.t5_tokenizer("what colour is it?").input_ids
+    assert model.t5_tokenizer.convert_ids_to_tokens(ids) == ["\u2581what", "\u2581colour", "\u2581is", "\u2581it", "?", "</s>"]
+    predictor.ask("what colour is it?", "[32 64] [37 62]")
+    theirs = torch.cat([z, embed(torch.tensor(ids))])
+    assert torch.equal(calls[-1]["inputs_embeds"][0], theirs)
+    assert {k: v for k, v in calls[-1].items() if k not in ("inputs_embeds", "attention_mask")} == {
+        "num_beams": 5, "max_new_tokens": 10, "min_length": 1, "length_penalty": -1.0}
+    # ours, by name: the question wrapped as "Question: ... Answer:"
+    predictor.ask("what colour is it?", "[32 64] [37 62]", prompt=QUESTION_PROMPT, **FAST)
+    wrapped = model.t5_tokenizer("Question: what colour is it? Answer:").input_ids
+    assert torch.equal(calls[-1]["inputs_embeds"][0], torch.cat([z, embed(torch.tensor(wrapped))]))
 
 
 def test_score_returns_losses_matching_the_models_scoring(predictor):

@@ -1,7 +1,8 @@
 """`regionvlm chat`: a conversation read line by line from stdin (a terminal or a pipe).
 
 Lines starting with "/" are commands; any other non-blank line is a question, in which
-regions are referred to as [0], [1], ...
+regions are referred to as [0], [1], ... `--layout` chooses how turns reach T5 (see
+`interactive.chat`): released (default) or history (answers fed back).
 
     /region {"box": [0.1, 0.2, 0.5, 0.9]}   add a region (JSON); prints its index
     /points [32 64] [37 62]                 add a region (point text)
@@ -31,10 +32,11 @@ HELP = __doc__.split("\n\n")[2]
 def run_chat(args, predictor, regions: list, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """The loop; returns the exit code (0, or 1 when some line was rejected)."""
     try:
-        chat = Chat(predictor, max_input_tokens=args.max_input_tokens, feed_answers=not args.no_feed_answers,
-                    generate_kwargs=generate_kwargs(args))
-    except ValueError as exc:  # the only option Chat checks: max_input_tokens
-        raise CliError(f"--max-input-tokens: {exc}") from None
+        chat = Chat(predictor, layout=args.layout, max_input_tokens=args.max_input_tokens,
+                    feed_answers=False if args.no_feed_answers else None, generate_kwargs=generate_kwargs(args))
+    except ValueError as exc:  # the options Chat checks: max_input_tokens, and the layout's feed_answers
+        option = "--max-input-tokens" if "max_input_tokens" in str(exc) else "--layout"
+        raise CliError(f"{option}: {exc}") from None
     if args.replay:
         try:
             chat = Chat.from_session(args.replay, predictor)

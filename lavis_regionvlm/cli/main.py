@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
 from lavis_regionvlm.demo.server import add_demo_arguments
+from lavis_regionvlm.interactive.chat import LAYOUTS, RELEASED
+from lavis_regionvlm.interactive.predictor import ASK_PROMPT
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
@@ -165,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", parents=[common, regions, generation], help="answer a question about regions")
     ask.add_argument("--question", required=True)
-    ask.add_argument("--prompt", type=_question_template, default="Question: {} Answer:",
-                     help='template with one "{}", where the question goes (default "Question: {} Answer:")')
+    ask.add_argument("--prompt", type=_question_template, default=ASK_PROMPT,
+                     help='template with one "{}", where the question goes (default "{}": the raw question, '
+                          'as released; ours: "Question: {} Answer:")')
 
     score = commands.add_parser("score", parents=[common, regions], help="LM loss of texts given regions")
     score.add_argument("--text", dest="texts", action="append", required=True, help="a candidate text (repeat)")
@@ -191,7 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", parents=[common, regions, generation],
                                help="a conversation read from stdin (works with piped input)")
     chat.add_argument("--max-input-tokens", type=int, default=512)
-    chat.add_argument("--no-feed-answers", action="store_true", help="leave previous answers out of the prompt")
+    chat.add_argument("--layout", choices=LAYOUTS, default=RELEASED,
+                      help="T5 input layout: released (default: their multi-turn layout, answers not fed back) "
+                           "or history (ours: every turn with its answer)")
+    chat.add_argument("--no-feed-answers", action="store_true",
+                      help="history layout: leave previous answers out of the prompt")
     chat.add_argument("--export", help="write the session JSON here at the end")
     chat.add_argument("--replay", help="replay a session JSON first (same image), then go on")
 

@@ -26,6 +26,7 @@ import base64
 import io
 import threading
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib import resources
 from typing import Any, Optional, Union
 
@@ -39,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSessionError
 from lavis_regionvlm.demo.uploads import UploadLimits, read_upload
+from lavis_regionvlm.interactive.chat import RELEASED, Chat, check_layout
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.interactive.regions_input import as_region
 from lavis_regionvlm.ris.segment import overlay as mask_overlay
@@ -56,12 +58,14 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 class DemoConfig:
     """Server settings. limits: upload limits. max_sessions / idle_seconds: see `SessionStore`.
     mask_generator: SAM's automatic mask generator for `segment` (None: segmentation is
-    refused with a message)."""
+    refused with a message). chat_layout: the chat's T5 input layout, "released" (their
+    multi-turn layout) or "history" (ours, answers fed back); see `interactive.chat`."""
 
     limits: UploadLimits = UploadLimits()
     max_sessions: int = 32
     idle_seconds: float = 3600.0
     mask_generator: Any = None
+    chat_layout: str = RELEASED
 
 
 class RegionBody(BaseModel):
@@ -98,7 +102,8 @@ def png_data_url(image: Image.Image) -> str:
 def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) -> FastAPI:
     """The demo app around a loaded predictor (its model is shared by all sessions)."""
     config = config or DemoConfig()
-    store = SessionStore(predictor, max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
+    store = SessionStore(predictor, partial(Chat, layout=check_layout(config.chat_layout)),
+                         max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
     model_lock = threading.Lock()  # one model, many request threads: one call at a time
     app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
     app.state.sessions = store

@@ -1,25 +1,55 @@
 """`Chat`: a multi-turn conversation about regions of one image, over a `RegionPredictor`.
 
 Regions are added with `add_region` and referred to in the user's text by index: "[0]", "[1]"
-(brackets around one integer; point text such as "[32 64]" is not a reference).
+(brackets around one integer; point text such as "[32 64]" is not a reference). A turn that
+refers to regions is a turn "with a region"; the user's text is sent as typed.
 
-T5 input layout (DESIGN.md section 2, the official dialogue layout, plus previous answers):
-turns are laid out oldest first, each as "Question: {user} Answer: {answer}", the current one
-ending at "Answer:". Right before the first kept turn that refers to a region, that region is
-declared as the text "Let [i] be" followed by its N soft-prompt vectors and ".", so a region
-brought up later appends its soft prompt later, and earlier input stays a prefix. When no kept
-turn refers to any region, the whole-image soft prompt opens the input. Example, two turns:
+Two layouts of the T5 encoder input (`layout=`):
+
+"released" (default): the layout of the authors' multi-turn code
+(`predict_answers_interactive_multiturn` in their `blip2_t5.py`). Each question is tokenized on
+its own, with its own `</s>`; a turn's region soft prompts (Z, N vectors each) come directly
+before its question; answers are never fed back. The input of a turn is
+  - no region yet, turn without a region: the question alone (no image prompt at all);
+  - no region yet, turn with a region: Z, question (earlier questions are left out);
+  - later turn without a region: the kept context, question;
+  - later turn with a region: the previous turn's whole input becomes the kept context, then
+    Z, question.
+The kept context starts as the first region turn's Z and changes only when a turn adds a
+region, so a turn without a region forgets the questions asked since. Example (regions 0, 1):
+
+    turn 1 "what is [0]?"          Z0 "what is [0]?</s>"
+    turn 2 "what colour is it?"    Z0 "what colour is it?</s>"
+    turn 3 "and what is [1]?"      Z0 "what colour is it?</s>" Z1 "and what is [1]?</s>"
+    turn 4 "is it big?"            Z0 "what colour is it?</s>" "is it big?</s>"
+
+A turn referring to several regions puts their soft prompts one after another, in order of
+first mention (their code takes one region per turn). Their code also crashes on a turn asked
+before any region (a debug print of the missing context); here that turn gets its question alone,
+as their code builds it.
+
+"history" (our option): turns are laid out oldest first, each as "Question: {user} Answer:
+{answer}" (`feed_answers=False` leaves the answers out), the current one ending at "Answer:".
+Right before the first kept turn that refers to a region, that region is declared as the text
+"Let [i] be" followed by its soft prompt and ".", so a region brought up later appends its soft
+prompt later, and earlier input stays a prefix. When no kept turn refers to any region, the
+whole-image soft prompt opens the input. Example, two turns:
 
     "Let [0] be" Z0 "." "Question: what is [0]? Answer: a dog"
     "Let [1] be" Z1 "." "Question: is [1] left of [0]? Answer:" </s>
 
-Length budget: `max_input_tokens` counts T5 text tokens plus N per soft prompt plus `</s>`.
-When the input would be longer, the oldest turns are left out of the prompt (for this turn and
-every later one); the reply says so (`ChatReply.notice`), and it is logged.
+Generation (both layouts): `CHAT_DEFAULTS`, the settings of their multi-turn code (5 beams, at
+most 30 new tokens, min length 1, length and repetition penalties 1).
 
-Export / replay: `export()` gives a JSON-ready dict (image sha256, regions, turns, settings);
-`Chat.replay(session, predictor)` re-runs it on the same image and returns the answers, which
-match the recorded ones (beam search and seeded point draws are deterministic).
+Length budget: `max_input_tokens` counts T5 text tokens plus N per soft prompt plus the `</s>`s.
+When the input would be longer, the oldest turns are left out (for this turn and every later
+one; the layout is built as if the chat had started at the first kept turn); the reply says so
+(`ChatReply.notice`), and it is logged.
+
+Export / replay: `export()` gives a JSON-ready dict (image sha256, regions, turns, settings,
+layout included); `Chat.replay(session, predictor)` re-runs it on the same image and returns the
+answers, which match the recorded ones (beam search and seeded point draws are deterministic).
+A session without a "layout" setting (format version 1) was recorded with the history layout.
 """
 from __future__ import annotations
 
@@ -40,14 +70,26 @@ logger = logging.getLogger(__name__)
 
 REFERENCE = re.compile(r"\[(\d+)\]")
 SESSION_FORMAT = "regionvlm-chat"
-SESSION_VERSION = 1
-CHAT_DEFAULTS: dict[str, Any] = {"num_beams": 5, "max_new_tokens": 30, "min_length": 1}
+SESSION_VERSION = 2  # 2: settings record "layout"
+CHAT_DEFAULTS: dict[str, Any] = {"num_beams": 5, "max_new_tokens": 30, "min_length": 1, "length_penalty": 1.0,
+                                 "repetition_penalty": 1.0}
+RELEASED, HISTORY = "released", "history"
+LAYOUTS = (RELEASED, HISTORY)
+QUESTION_PROMPTS = {RELEASED: "{}", HISTORY: "Question: {} Answer:"}  # each layout's default
 
-__all__ = ["Chat", "ChatError", "ChatReply", "Turn", "find_references"]
+__all__ = ["Chat", "ChatError", "ChatReply", "Turn", "find_references", "check_layout", "LAYOUTS", "RELEASED",
+           "HISTORY", "CHAT_DEFAULTS"]
 
 
 class ChatError(ValueError):
     """A bad chat input: unknown region reference, empty text, a session that does not fit."""
+
+
+def check_layout(layout: str) -> str:
+    """`layout` if it is one of `LAYOUTS`, else ValueError saying which are."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown chat layout {layout!r}; choose one of {', '.join(map(repr, LAYOUTS))}")
+    return layout
 
 
 def find_references(text: str) -> list[int]:
@@ -97,27 +139,35 @@ class Chat:
 
     Args:
         predictor: a `RegionPredictor` with (or soon given) an image.
-        max_input_tokens: budget of the T5 encoder input (text tokens + N per region + 1).
-        feed_answers: put previous answers into the prompt (the released code does not).
-        question_prompt: how a turn is written; "{}" is the user's text.
-        generate_kwargs: T5 `generate` options (default `CHAT_DEFAULTS`).
+        layout: "released" (their multi-turn layout, answers not fed back) or "history"
+            (ours: every turn with its answer); see the module docstring.
+        max_input_tokens: budget of the T5 encoder input (text tokens + N per region + `</s>`s).
+        feed_answers: history layout only: put previous answers into the prompt (None: True).
+            The released layout never does (True is refused).
+        question_prompt: how a question is written, "{}" being the user's text; None: the
+            layout's own ("{}" released, "Question: {} Answer:" history).
+        generate_kwargs: T5 `generate` options over `CHAT_DEFAULTS`.
     """
 
     def __init__(
         self,
         predictor: RegionPredictor,
         *,
+        layout: str = RELEASED,
         max_input_tokens: int = 512,
-        feed_answers: bool = True,
-        question_prompt: str = "Question: {} Answer:",
+        feed_answers: Optional[bool] = None,
+        question_prompt: Optional[str] = None,
         generate_kwargs: Optional[Mapping[str, Any]] = None,
     ):
         if max_input_tokens < 2:
             raise ValueError(f"max_input_tokens must be >= 2, got {max_input_tokens}")
+        self.layout = check_layout(layout)
+        if layout == RELEASED and feed_answers:
+            raise ValueError("feed_answers=True needs layout='history': the released layout never feeds answers back")
         self.predictor = predictor
         self.max_input_tokens = int(max_input_tokens)
-        self.feed_answers = bool(feed_answers)
-        self.question_prompt = question_prompt
+        self.feed_answers = layout == HISTORY and feed_answers is not False
+        self.question_prompt = QUESTION_PROMPTS[layout] if question_prompt is None else question_prompt
         self.generate_kwargs = {**CHAT_DEFAULTS, **dict(generate_kwargs or {})}
         self.regions: list[Region] = []
         self.turns: list[Turn] = []
@@ -182,7 +232,35 @@ class Chat:
         return self.predictor.region_embeds(list(self.regions) + [None])
 
     def _pieces(self, turns: list[Turn], embeds) -> list[Piece]:
-        """The T5 input pieces for `turns` (the last one being asked). See the module docstring."""
+        """The T5 input pieces for `turns` (the last one being asked) in the chat's layout.
+        The closing `</s>` is not among them: `embed_pieces` adds it."""
+        if self.layout == RELEASED:
+            return self._released_pieces(turns, embeds)
+        return self._history_pieces(turns, embeds)
+
+    def _released_pieces(self, turns: list[Turn], embeds) -> list[Piece]:
+        """Their multi-turn layout (module docstring): a question piece carries its own `</s>`
+        as text, which the T5 tokenizer reads as the token, so "q</s>" gives the ids of
+        `tokenizer(q)`; the last question's `</s>` is the one `embed_pieces` closes with."""
+        eos = self.predictor.model.t5_tokenizer.eos_token
+        context: list[Piece] = []  # what precedes a turn without a region; empty until a region turn
+        pieces: list[Piece] = []  # the turn's whole input
+        for turn in turns:
+            regions = [embeds[index] for index in turn.regions]
+            question = self.question_prompt.format(turn.user) + eos
+            if not regions:
+                pieces = context + [question]
+            elif not context:  # the first turn with a region: its Z becomes the context
+                context = regions
+                pieces = regions + [question]
+            else:  # a later region: the previous turn's input becomes the context
+                context = pieces
+                pieces = context + regions + [question]
+        pieces[-1] = pieces[-1][: -len(eos)]
+        return pieces
+
+    def _history_pieces(self, turns: list[Turn], embeds) -> list[Piece]:
+        """Our layout (module docstring): every kept turn with its answer, regions declared."""
         pieces: list[Piece] = []
         declared: set[int] = set()
         if not any(turn.regions for turn in turns):
@@ -212,6 +290,7 @@ class Chat:
             "turns": [{"user": t.user, "answer": t.answer, "regions": t.regions} for t in self.turns],
             "settings": {
                 **predictor.settings,
+                "layout": self.layout,
                 "max_input_tokens": self.max_input_tokens,
                 "feed_answers": self.feed_answers,
                 "question_prompt": self.question_prompt,
@@ -256,10 +335,13 @@ class Chat:
                            settings["model_type"], predictor.model_type)
         view = predictor.with_settings(seed=settings.get("seed"), num_points=settings.get("num_points"),
                                        quantize=settings.get("quantize"))
-        chat = cls(view, max_input_tokens=settings.get("max_input_tokens", 512),
-                   feed_answers=settings.get("feed_answers", True),
-                   question_prompt=settings.get("question_prompt", "Question: {} Answer:"),
-                   generate_kwargs=settings.get("generate_kwargs"))
+        layout = settings.get("layout", HISTORY)  # version 1 sessions were all recorded with the history layout
+        try:
+            chat = cls(view, layout=layout, max_input_tokens=settings.get("max_input_tokens", 512),
+                       feed_answers=settings.get("feed_answers"), question_prompt=settings.get("question_prompt"),
+                       generate_kwargs=settings.get("generate_kwargs"))
+        except ValueError as exc:
+            raise ChatError(f"chat session settings: {exc}") from None
         for region in regions:
             chat.add_region(region)
         for turn in turns:

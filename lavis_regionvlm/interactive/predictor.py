@@ -7,7 +7,7 @@ segment) runs only the Q-Former, `t5_proj` and T5 on that embedding.
     >>> predictor = RegionPredictor.from_pretrained("tiny")
     >>> predictor.set_image("photo.jpg")
     >>> predictor.caption({"points": [[0.3, 0.6], [0.35, 0.62]]})
-    >>> predictor.ask("what colour is it?", "[32 64] [37 62]")
+    >>> predictor.ask("what colour is it?", "[32 64] [37 62]")   # Z, "what colour is it?", </s>
     >>> predictor.score(["a dog", "a cat"], {"box": [0.1, 0.1, 0.5, 0.6]})
 
 Regions: a `Region`, anything `Region.from_json` reads (dict or JSON text), or point text
@@ -42,9 +42,11 @@ ImageLike = Union[Image.Image, np.ndarray, str, PathLike]
 
 CAPTION_DEFAULTS: dict[str, Any] = {"num_beams": 5, "max_new_tokens": 30, "min_length": 1}
 ASK_DEFAULTS: dict[str, Any] = {"num_beams": 5, "max_new_tokens": 10, "min_length": 1, "length_penalty": -1.0}
-QUESTION_PROMPT = "Question: {} Answer:"
+ASK_PROMPT = "{}"  # the raw question right after the region, as their region QA feeds it
+QUESTION_PROMPT = "Question: {} Answer:"  # our wrapped form, `ask(..., prompt=QUESTION_PROMPT)`
 
-__all__ = ["RegionPredictor", "NoImageError", "load_image", "image_sha256", "CAPTION_DEFAULTS", "ASK_DEFAULTS"]
+__all__ = ["RegionPredictor", "NoImageError", "load_image", "image_sha256", "CAPTION_DEFAULTS", "ASK_DEFAULTS",
+           "ASK_PROMPT", "QUESTION_PROMPT"]
 
 
 class NoImageError(RuntimeError):
@@ -305,14 +307,21 @@ class RegionPredictor:
         return answers[0] if single else answers
 
     def ask(
-        self, question: Union[str, Sequence[str]], regions: Any = None, *, prompt: str = QUESTION_PROMPT,
+        self, question: Union[str, Sequence[str]], regions: Any = None, *, prompt: str = ASK_PROMPT,
         **generate_kwargs: Any,
     ) -> Union[str, list[str]]:
-        """Answer a question about a region (None: the whole image).
+        """Answer a question about a region (None: the whole image, i.e. empty point text).
+
+        The T5 input is the region's soft prompt, then `prompt` formatted with the question,
+        then `</s>`. With the default `ASK_PROMPT` ("{}": the raw question) this is their
+        single-turn region QA (`predict_answers_qformer_first`) as released: Z, then
+        `tokenizer(question)`; generation `ASK_DEFAULTS` (5 beams, at most 10 new tokens, min
+        length 1, length penalty -1), overridable with any T5 `generate` keyword.
+        `prompt=QUESTION_PROMPT` gives our wrapped form "Question: {} Answer:".
 
         `question` may be one string (asked about every region) or a list, one per region
-        (with `regions` None meaning the whole image for each). `prompt` is formatted with
-        the question. Returns a str for one region and one question, else a list.
+        (with `regions` None meaning the whole image for each). Returns a str for one region
+        and one question, else a list.
         """
         single_region = is_single_region(regions)
         questions = [question] if isinstance(question, str) else list(question)
