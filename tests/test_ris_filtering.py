@@ -44,12 +44,55 @@ def test_small_and_border_hugging_proposals_are_dropped():
     assert np.array_equal(masks[0], box(30, 30, 60, 60))
 
 
-def test_border_rule_compares_each_band_with_its_side():
-    assert not hugs_border(box(0, 20, 30, 55), 2, 0.7)  # left band: 35 rows x 2 px = 70, not > 70
-    assert hugs_border(box(0, 20, 30, 56), 2, 0.7)  # 72 > 70
-    assert not hugs_border(box(30, 97, 60, 100), 2, 0.7)  # bottom band: 30 columns x 2 px = 60
-    assert hugs_border(box(30, 97, 66, 100), 2, 0.7)  # 72 > 70
-    assert not hugs_border(box(30, 97, 66, 100), 2, 0.75)
+def test_border_bands_on_a_square_image_are_the_same_under_both_rules():
+    for rule in ("released", "per_band"):
+        assert not hugs_border(box(0, 20, 30, 55), 2, 0.7, rule)  # left band: 35 rows x 2 px = 70, not > 70
+        assert hugs_border(box(0, 20, 30, 56), 2, 0.7, rule)  # 72 > 70
+        assert not hugs_border(box(30, 97, 60, 100), 2, 0.7, rule)  # bottom band: 30 columns x 2 px = 60
+        assert hugs_border(box(30, 97, 66, 100), 2, 0.7, rule)  # 72 > 70
+        assert not hugs_border(box(30, 97, 66, 100), 2, 0.75, rule)
+
+
+def rect(height, width, y1, y2, x1, x2):
+    mask = np.zeros((height, width), bool)
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+# A 640 x 480 image (W = 640, H = 480). eval_RIS.py skips a mask when
+#   mask[:2].sum() > 0.7 * H  or  mask[-2:].sum() > 0.7 * H  or
+#   mask[:, :2].sum() > 0.7 * W  or  mask[:, -2:].sum() > 0.7 * W
+# i.e. top/bottom bands against 336 and left/right bands against 448; "per_band" swaps them
+# (top/bottom against 0.7 * 640 = 448, left/right against 0.7 * 480 = 336).
+# Small-area cut: 0.04 * 640 * 480 = 12288 px.
+WIDE = [
+    rect(480, 640, 0, 100, 100, 300),    # 0 top: band 2 x 200 = 400: > 336 hugs (released), <= 448 kept (per_band)
+    rect(480, 640, 100, 300, 0, 100),    # 1 left: band 2 x 200 = 400: <= 448 kept (released), > 336 hugs (per_band)
+    rect(480, 640, 200, 320, 200, 340),  # 2 inside, 16800 px: kept by both
+    rect(480, 640, 200, 250, 400, 450),  # 3 2500 px < 12288: too small for both
+    rect(480, 640, 0, 480, 0, 640),      # 4 whole image: hugs under both
+    rect(480, 640, 380, 480, 200, 370),  # 5 bottom: band 2 x 170 = 340: > 336 hugs (released), <= 448 kept (per_band)
+    rect(480, 640, 50, 270, 560, 640),   # 6 right: band 2 x 220 = 440: <= 448 kept (released), > 336 hugs (per_band)
+]
+
+
+def test_border_rule_released_compares_top_bottom_with_height_and_sides_with_width():
+    recs = [{"segmentation": mask_to_rle(m)} for m in WIDE]
+    kept, masks, fallback = ProposalFilter().select(recs)  # the default is the released rule
+    assert kept == [1, 2, 6] and not fallback
+    assert all(np.array_equal(m, WIDE[i]) for i, m in zip(kept, masks))
+    assert ProposalFilter(border_rule="released").select(recs)[0] == [1, 2, 6]
+    kept, _, fallback = ProposalFilter(border_rule="per_band").select(recs)
+    assert kept == [0, 2, 5] and not fallback
+    assert [hugs_border(m, 2, 0.7) for m in WIDE] == [True, False, False, False, True, True, False]
+    assert [hugs_border(m, 2, 0.7, "per_band") for m in WIDE] == [False, True, False, False, True, False, True]
+
+
+def test_border_rule_must_be_known():
+    with pytest.raises(ValueError, match=r"border_rule must be one of \('released', 'per_band'\), got 'square'"):
+        ProposalFilter(border_rule="square")
+    with pytest.raises(ValueError, match="border_rule must be one of"):
+        hugs_border(WIDE[0], 2, 0.7, "square")
 
 
 def test_at_most_max_proposals_in_cache_order():

@@ -10,6 +10,7 @@ Run config keys (`run:`), all optional:
     min_area_frac: 0.04           # proposal filter (see lavis_regionvlm.ris.filtering)
     border_px: 2
     border_frac: 0.7
+    border_rule: released         # released (top/bottom vs height, sides vs width) | per_band
     fallback_min_area_frac: 0.01
     max_proposals: 20
     decoder_token_budget: 2048    # decoder tokens per call (memory bound)
@@ -65,7 +66,7 @@ class ZeroShotRISTask(BaseTask):
         get = run.get
         proposal_filter = ProposalFilter(
             min_area_frac=get("min_area_frac", 0.04), border_px=get("border_px", 2),
-            border_frac=get("border_frac", 0.7),
+            border_frac=get("border_frac", 0.7), border_rule=get("border_rule", "released"),
             fallback_min_area_frac=get("fallback_min_area_frac", 0.01),
             max_proposals=get("max_proposals", 20),
         )
