@@ -177,3 +177,27 @@ def test_baseline_images_draw_a_red_ellipse_or_crop_the_box():
     to_tensor = lambda im: torch.tensor(np.asarray(im.resize((8, 8))))  # noqa: E731
     out = baseline_images("crop", image, [mask, box(0, 0, 10, 10)], to_tensor)
     assert out.shape == (2, 8, 8, 3)
+
+
+def test_proposal_point_texts_use_the_released_pixel_rule_by_default():
+    # One-pixel proposals on a 480-row, 500-column image: every draw is that pixel. By
+    # eval_RIS.py's rule (float32(col) / float32(W), then int(float32(v * 100))), row 19 col 145
+    # is "[29 3]" and row 0 col 265 is "[52 0]" (worked out in tests/test_regions.py); pixel
+    # centres give "[29 4]" and "[53 0]".
+    masks = []
+    for row, col in ((19, 145), (0, 265)):
+        mask = np.zeros((480, 500), bool)
+        mask[row, col] = True
+        masks.append(mask)
+    kwargs = dict(num_points=2, draws=2, seed=0, image_id=1, quantize="floor")
+    assert proposal_point_texts(masks, [0, 1], **kwargs) == ["[29 3] [29 3]"] * 2 + ["[52 0] [52 0]"] * 2
+    centre = proposal_point_texts(masks, [0, 1], **kwargs, pixel_coords="centre")
+    assert centre == ["[29 4] [29 4]"] * 2 + ["[53 0] [53 0]"] * 2
+
+
+def test_ris_options_refuse_an_unknown_pixel_rule():
+    from lavis_regionvlm.ris.pipeline import RisOptions
+
+    assert RisOptions().pixel_coords == "corner_float32"
+    with pytest.raises(ValueError, match=r"pixel_coords must be one of \('corner_float32', 'centre'\), got 'middle'"):
+        RisOptions(pixel_coords="middle")
