@@ -127,7 +127,7 @@ class RegionPredictor:
         self.vis_processor = vis_processor
         self.seed = int(seed)
         self.num_points = int(num_points if num_points is not None else getattr(model, "num_points", 10))
-        self.quantize = quantize if quantize is not None else getattr(model, "point_quantize", "round")
+        self.quantize = quantize if quantize is not None else getattr(model, "point_quantize", "floor")
         if self.num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {self.num_points}")
         if self.quantize not in QUANTIZE_MODES:
