@@ -285,7 +285,7 @@ class RegionPredictor:
     def generate(self, batch: Sequence[Sequence[Piece]], **generate_kwargs: Any) -> list[str]:
         """Generate from B piece lists (text and soft prompts, see `pieces.embed_pieces`)."""
         model = self.model
-        with model.maybe_autocast(dtype=torch.bfloat16):
+        with model.t5_autocast():
             inputs_embeds, attention_mask = embed_pieces(model, batch)
             outputs = model.t5_model.generate(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
@@ -347,7 +347,7 @@ class RegionPredictor:
         model = self.model
         embeds = self.region_embeds(regions)
         count = len(texts)
-        with model.maybe_autocast(dtype=torch.bfloat16):
+        with model.t5_autocast():
             inputs_embeds, atts = embed_pieces(model, [[z, prompt] for z in embeds])
             hidden = model.t5_model.encoder(
                 inputs_embeds=inputs_embeds, attention_mask=atts, return_dict=True

@@ -21,7 +21,7 @@ RANK_SCORES = ("mean", "sum")
 def generate_choices(model, inputs_embeds, attention_mask, num_beams: int = 5,
                      max_new_tokens: int = 10) -> tuple[list[int], list[str]]:
     """(B choices 0-3 or -1, B generated texts)."""
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         outputs = model.t5_model.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, do_sample=False,
             num_beams=num_beams, max_new_tokens=max_new_tokens,
@@ -44,7 +44,7 @@ def rank_choices(model, inputs_embeds, attention_mask, candidates: Sequence[Sequ
     if any(len(c) != count for c in candidates):
         raise ValueError("every row needs the same number of candidates")
     flat = [c for row in candidates for c in row]
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         hidden = model.t5_model.encoder(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True
         ).last_hidden_state
