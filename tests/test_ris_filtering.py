@@ -201,3 +201,24 @@ def test_ris_options_refuse_an_unknown_pixel_rule():
     assert RisOptions().pixel_coords == "corner_float32"
     with pytest.raises(ValueError, match=r"pixel_coords must be one of \('corner_float32', 'centre'\), got 'middle'"):
         RisOptions(pixel_coords="middle")
+
+
+@pytest.mark.parametrize("name", ["ris_refcoco_eval", "ris_refcoco_plus_eval", "ris_refcocog_eval"])
+def test_ris_projects_select_the_released_protocol(name):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from lavis.common.registry import registry
+    from omegaconf import OmegaConf
+
+    import lavis_regionvlm.tasks.zero_shot_ris  # noqa: F401  (registers the task)
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "projects/regionvlm" / f"{name}.yaml")
+    assert cfg.model.t5_soft_prompt_dtype == "float32"
+    task_class = registry.get_task_class("zero_shot_ris")
+    options = task_class.setup_task(cfg=SimpleNamespace(run_cfg=cfg.run)).options
+    assert (options.proposal_filter.border_rule, options.pixel_coords) == ("released", "corner_float32")
+    assert options.proposal_filter == ProposalFilter()  # the YAML spells out the defaults
+    other = OmegaConf.merge(cfg.run, {"border_rule": "per_band", "pixel_coords": "centre"})
+    options = task_class.setup_task(cfg=SimpleNamespace(run_cfg=other)).options
+    assert (options.proposal_filter.border_rule, options.pixel_coords) == ("per_band", "centre")
