@@ -119,7 +119,7 @@ class Setup:
         """The stock decoder pass over every (row, expression) pair, padded to the longest."""
         rows = rows or self.rows
         count, model = len(self.expressions), self.model
-        with model.maybe_autocast(dtype=torch.bfloat16):
+        with model.t5_autocast():
             return model.decoder_nll(self.hidden[:rows].repeat_interleave(count, 0),
                                      self.atts[:rows].repeat_interleave(count, 0), self.expressions * rows)
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import torch
 from omegaconf import OmegaConf
 
@@ -41,3 +43,34 @@ def test_two_rank_evaluation_captions_every_region_once(prepared_synthetic_workd
     assert logged["count"] == len(records) == regions
     assert len({r["instance_id"] for r in records}) == regions
     assert logged == caption_metrics(records)
+
+
+def test_evaluation_generates_with_the_released_settings_by_default(tiny_model, images):
+    """LN_ft.yaml: num_beams 5, max_len 30 (new tokens), min_len 1; run keys override them."""
+    from lavis.common.registry import registry
+
+    seen = []
+    t5 = tiny_model.t5_model
+    original = t5.generate
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("num_beams", "max_new_tokens", "min_length")})
+        return original(*args, **kwargs)
+
+    samples = {"image": images, "region_text": ["[10 20] [30 40]", ""], "instance_id": [0, 1],
+               "text_output": ["a", "b"]}
+    task_class = registry.get_task_class("region_captioning")
+    t5.generate = spy
+    try:
+        task = task_class.setup_task(SimpleNamespace(run_cfg=OmegaConf.create({})))
+        records = task.valid_step(tiny_model, samples)
+        task_class.setup_task(
+            SimpleNamespace(run_cfg=OmegaConf.create({"num_beams": 2, "max_len": 4, "min_len": 2}))
+        ).valid_step(tiny_model, samples)
+    finally:
+        del t5.generate
+    assert seen == [{"num_beams": 5, "max_new_tokens": 30, "min_length": 1},
+                    {"num_beams": 2, "max_new_tokens": 4, "min_length": 2}]
+    assert [r["instance_id"] for r in records] == ["0", "1"]
+    assert (task.num_beams, task.max_len, task.min_len) == (5, 30, 1) == (
+        task_class().num_beams, task_class().max_len, task_class().min_len)

@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from lavis_regionvlm.regions import Region, RegionError, is_point_text, points_to_text, text_to_points
+from lavis_regionvlm.regions import (
+    Region,
+    RegionError,
+    is_point_text,
+    pixel_points,
+    points_to_text,
+    text_to_points,
+)
 from lavis_regionvlm.regions.masks import decode_rle, dilate_mask, mask_to_rle, polygons_to_mask
 
 PAPER_POINTS = [[0.324, 0.643], [0.369, 0.622]]
@@ -31,12 +38,27 @@ HAND_COUNTS = ";230009"  # the same runs in COCO's compressed string form
 
 
 def test_paper_example_round_and_floor():
-    assert points_to_text(PAPER_POINTS) == "[32 64] [37 62]"
+    assert points_to_text(PAPER_POINTS, quantize="round") == "[32 64] [37 62]"
     assert points_to_text(PAPER_POINTS, quantize="floor") == "[32 64] [36 62]"
 
 
+def test_floor_is_the_default_everywhere():
+    # int(0.369 * 100) = int(36.9) = 36: the released checkpoint's rounding, not the paper's 37
+    assert points_to_text(PAPER_POINTS) == "[32 64] [36 62]"
+    assert Region.from_points(PAPER_POINTS).to_text(2, strategy="even") == "[32 64] [36 62]"
+
+
 def test_round_is_half_up_not_half_even():
-    assert points_to_text([[0.125, 0.625]]) == "[13 63]"  # 12.5, 62.5 exactly in binary
+    assert points_to_text([[0.125, 0.625]], quantize="round") == "[13 63]"  # 12.5, 62.5 exactly in binary
+
+
+def test_float32_points_are_scaled_in_float32_as_released():
+    # eval_RIS.py: (rand_points * 100).astype(int) on a float32 array. float32(0.29) =
+    # 0.28999999165..., times 100 = 28.999999165..., within half a float32 ulp (2**-20 at 29) of
+    # 29, so the float32 product is 29.0; float32(0.53) = 0.52999997138..., times 100 =
+    # 52.9999971..., nearest float32 52.99999618 (ulp 2**-18 at 53), so 52.
+    assert points_to_text(np.array([[0.29, 0.53]], np.float32)) == "[29 52]"
+    assert points_to_text(np.array([[0.29, 0.53]], np.float64)) == "[28 53]"  # 28.999999999999996, 53.0
 
 
 def test_floor_matches_python_int_bit_exactly():
@@ -56,7 +78,7 @@ def test_text_to_points_round_trip():
     points = text_to_points(text)
     assert points.shape == (101, 2) and points.dtype == np.float64
     assert points[3].tolist() == [0.03, 0.97]
-    assert points_to_text(points) == text
+    assert points_to_text(points, quantize="round") == text  # floor would write 0.29 as 28
 
 
 def test_text_to_points_empty_and_whitespace():
@@ -225,7 +247,7 @@ def test_same_seed_same_points_different_seed_different_points():
         a = region.sample_points(10, seed=1, strategy=strategy)
         b = region.sample_points(10, seed=1, strategy=strategy)
         c = region.sample_points(10, seed=2, strategy=strategy)
-        assert a.shape == (10, 2) and a.dtype == np.float64
+        assert a.shape == (10, 2) and a.dtype == (np.float32 if region.kind == "mask" else np.float64)
         np.testing.assert_array_equal(a, b)
         assert not np.array_equal(a, c), region.kind
         assert ((a >= 0) & (a <= 1)).all()
@@ -302,7 +324,8 @@ def test_box_points_lie_inside_box():
 def test_mask_points_are_distinct_foreground_pixel_centres():
     rng = np.random.default_rng(0)
     mask = rng.random((40, 60)) < 0.1
-    points = Region.from_mask(mask).sample_points(50, seed=1)
+    points = Region.from_mask(mask).sample_points(50, seed=1, pixel_coords="centre")
+    assert points.dtype == np.float64
     xs, ys = points[:, 0] * 60 - 0.5, points[:, 1] * 40 - 0.5
     np.testing.assert_allclose(xs, np.round(xs), atol=1e-9)
     np.testing.assert_allclose(ys, np.round(ys), atol=1e-9)
@@ -311,17 +334,71 @@ def test_mask_points_are_distinct_foreground_pixel_centres():
     assert len(set(zip(cols.tolist(), rows.tolist()))) == 50  # without replacement
 
 
+def test_mask_points_are_foreground_pixel_corners_in_float32_by_default():
+    rng = np.random.default_rng(0)
+    mask = rng.random((40, 60)) < 0.1
+    points = Region.from_mask(mask).sample_points(50, seed=1)
+    assert points.dtype == np.float32
+    cols, rows = np.round(points[:, 0] * 60).astype(int), np.round(points[:, 1] * 40).astype(int)
+    np.testing.assert_array_equal(points[:, 0], cols.astype(np.float32) / np.float32(60))
+    np.testing.assert_array_equal(points[:, 1], rows.astype(np.float32) / np.float32(40))
+    assert mask[rows, cols].all()
+    assert len(set(zip(cols.tolist(), rows.tolist()))) == 50  # without replacement
+    # the same pixels as the centre rule: only the pixel -> point step differs
+    centres = Region.from_mask(mask).sample_points(50, seed=1, pixel_coords="centre")
+    np.testing.assert_allclose(centres - points, np.tile([0.5 / 60, 0.5 / 40], (50, 1)), atol=1e-6)
+
+
+# Mask pixels (row, col) on a 480-row, 500-column mask, and their point text by eval_RIS.py's
+# rule, worked out by hand: x = float32(col) / float32(500), y = float32(row) / float32(480),
+# then int(float32(v * 100)).
+#   (19, 145): x = float32(0.29) -> 29 (see test_float32_points_are_scaled_in_float32_as_released);
+#              y = 19/480 = 0.03958 -> 3.958 -> 3.              Released "[29 3]".
+#   (0, 265):  x = float32(0.53) -> 52; y = 0 -> 0.             Released "[52 0]".
+#   (479, 499): x = 0.998 -> 99.80 -> 99; y = 0.99792 -> 99.    Released "[99 99]".
+# Pixel centres (float64): (145.5/500, 19.5/480) = (0.291, 0.040625) -> "[29 4]";
+# (265.5/500, 0.5/480) = (0.531, 0.00104) -> "[53 0]"; (0.999, 0.99896) -> "[99 99]".
+# Corners in float64 would give "[28 3]" and "[53 0]" (0.29 * 100 = 28.999999999999996).
+RELEASED_PIXELS = [(19, 145), (0, 265), (479, 499)]
+RELEASED_TEXTS = ["[29 3]", "[52 0]", "[99 99]"]
+CENTRE_TEXTS = ["[29 4]", "[53 0]", "[99 99]"]
+
+
+def test_pixel_points_released_and_centre_texts():
+    rows, cols = zip(*RELEASED_PIXELS)
+    corner = pixel_points(rows, cols, 480, 500)
+    assert corner.dtype == np.float32
+    assert points_to_text(corner) == " ".join(RELEASED_TEXTS)
+    centre = pixel_points(rows, cols, 480, 500, "centre")
+    assert centre.dtype == np.float64
+    assert points_to_text(centre) == " ".join(CENTRE_TEXTS)
+    with pytest.raises(RegionError, match=r"unknown pixel_coords 'middle'; expected one of \('corner_float32', 'centre'\)"):
+        pixel_points(rows, cols, 480, 500, "middle")
+
+
+@pytest.mark.parametrize("pixel, released, centre", list(zip(RELEASED_PIXELS, RELEASED_TEXTS, CENTRE_TEXTS)))
+def test_mask_region_text_of_one_pixel(pixel, released, centre):
+    mask = np.zeros((480, 500), dtype=bool)
+    mask[pixel] = True
+    region = Region.from_mask(mask)
+    assert region.to_text(1, seed=0) == released
+    assert region.to_text(3, seed=0) == " ".join([released] * 3)  # fewer pixels than k: repeats
+    assert region.to_text(1, seed=0, pixel_coords="centre") == centre
+    with pytest.raises(RegionError, match="unknown pixel_coords 'middle'"):
+        region.to_text(1, seed=0, pixel_coords="middle")
+
+
 def test_small_mask_samples_with_replacement():
     mask = np.zeros((10, 10), dtype=bool)
     mask[2, 3] = mask[7, 8] = True
-    points = Region.from_mask(mask).sample_points(10, seed=0)
+    points = Region.from_mask(mask).sample_points(10, seed=0, pixel_coords="centre")
     assert points.shape == (10, 2)
     assert set(map(tuple, points.tolist())) == {(0.35, 0.25), (0.85, 0.75)}
 
 
 def test_to_text_uses_sampled_points_and_quantize():
     region = Region.from_points(PAPER_POINTS)
-    assert region.to_text(2, strategy="even") == "[32 64] [37 62]"
+    assert region.to_text(2, strategy="even", quantize="round") == "[32 64] [37 62]"
     assert region.to_text(2, seed=0, quantize="floor") == "[32 64] [36 62]"
     box = Region.from_box([0.1, 0.1, 0.6, 0.6])
     assert box.to_text(10, seed=7) == points_to_text(box.sample_points(10, seed=7))

@@ -129,7 +129,7 @@ class RegionPredictor:
         self.vis_processor = vis_processor
         self.seed = int(seed)
         self.num_points = int(num_points if num_points is not None else getattr(model, "num_points", 10))
-        self.quantize = quantize if quantize is not None else getattr(model, "point_quantize", "round")
+        self.quantize = quantize if quantize is not None else getattr(model, "point_quantize", "floor")
         if self.num_points < 1:
             raise ValueError(f"num_points must be >= 1, got {self.num_points}")
         if self.quantize not in QUANTIZE_MODES:
@@ -287,7 +287,7 @@ class RegionPredictor:
     def generate(self, batch: Sequence[Sequence[Piece]], **generate_kwargs: Any) -> list[str]:
         """Generate from B piece lists (text and soft prompts, see `pieces.embed_pieces`)."""
         model = self.model
-        with model.maybe_autocast(dtype=torch.bfloat16):
+        with model.t5_autocast():
             inputs_embeds, attention_mask = embed_pieces(model, batch)
             outputs = model.t5_model.generate(
                 inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
@@ -356,7 +356,7 @@ class RegionPredictor:
         model = self.model
         embeds = self.region_embeds(regions)
         count = len(texts)
-        with model.maybe_autocast(dtype=torch.bfloat16):
+        with model.t5_autocast():
             inputs_embeds, atts = embed_pieces(model, [[z, prompt] for z in embeds])
             hidden = model.t5_model.encoder(
                 inputs_embeds=inputs_embeds, attention_mask=atts, return_dict=True

@@ -29,6 +29,7 @@ from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_
 from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
+from lavis_regionvlm.models.t5_numerics import T5_SOFT_PROMPT_DTYPES, T5Numerics, t5_numerics
 from lavis_regionvlm.paths import config_path
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Blip2T5Region(Blip2T5):
         geometric_init: bool = False,
         cpu_autocast: bool = False,
         qformer_bf16: bool = False,
+        t5_soft_prompt_dtype: str = "float32",
         dropout: float | None = None,
         train_word_embeddings: str = "point_text",
     ):
@@ -137,10 +139,16 @@ class Blip2T5Region(Blip2T5):
             cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
                 (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
                 rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
-                this flag changes nothing (LAVIS's autocast: ViT fp16, T5 bf16, Q-Former fp32).
+                this flag changes nothing (LAVIS's autocast: ViT fp16, Q-Former fp32, T5 as
+                `t5_soft_prompt_dtype` says).
             qformer_bf16: on GPU, run the Q-Former under bfloat16 autocast too (LAVIS runs it in
                 fp32 outside amp training; for RIS it scores 100 rows per image, which fp32 makes
                 the largest part of our scoring time on an A100 by the cost model). Off by default.
+            t5_soft_prompt_dtype: how every T5 call runs (see `t5_numerics.py`). "float32"
+                (default, as released): the soft prompt and token embeddings enter T5 in
+                float32, under float32 autocast on GPU (bfloat16 weights are cast up).
+                "model": they enter in T5's weight dtype, under bfloat16 autocast on GPU (less
+                memory, faster; scores move by bfloat16 rounding).
         """
         # Blip2T5.__init__ deletes the Q-Former text branch and downloads fixed names;
         # this model builds its parts itself, so only the base initialiser runs.
@@ -152,6 +160,10 @@ class Blip2T5Region(Blip2T5):
         if train_word_embeddings not in WORD_EMBEDDING_TRAINING:
             raise ValueError(
                 f"train_word_embeddings must be one of {WORD_EMBEDDING_TRAINING}, got {train_word_embeddings!r}"
+            )
+        if t5_soft_prompt_dtype not in T5_SOFT_PROMPT_DTYPES:
+            raise ValueError(
+                f"t5_soft_prompt_dtype must be one of {T5_SOFT_PROMPT_DTYPES}, got {t5_soft_prompt_dtype!r}"
             )
         if region_max_len < 2:
             raise ValueError(f"region_max_len must leave room for [CLS] and [SEP], got {region_max_len}")
@@ -200,6 +212,7 @@ class Blip2T5Region(Blip2T5):
         self._lemmatizer = None
         self.cpu_autocast = cpu_autocast
         self.qformer_bf16 = qformer_bf16
+        self.t5_soft_prompt_dtype = t5_soft_prompt_dtype
         self.load_report: LoadReport | None = None
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
@@ -210,6 +223,18 @@ class Blip2T5Region(Blip2T5):
                 return torch.autocast("cpu", dtype=torch.bfloat16)
             return contextlib.nullcontext()
         return super().maybe_autocast(dtype)
+
+    def t5_numerics(self) -> T5Numerics:
+        """T5's input dtype and autocast for this model's device and weights: the one place
+        every T5 call (loss, scores, RIS, VCR, generation) takes them from."""
+        return t5_numerics(
+            self.t5_soft_prompt_dtype, self.device.type,
+            self.t5_model.encoder.embed_tokens.weight.dtype, self.cpu_autocast,
+        )
+
+    def t5_autocast(self):
+        """The context every T5 call runs in (see `t5_numerics`)."""
+        return self.t5_numerics().autocast()
 
     def qformer_precision(self):
         """The Q-Former's precision context: float32 as in LAVIS, or bfloat16 autocast on CPU
@@ -333,16 +358,18 @@ class Blip2T5Region(Blip2T5):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`[soft prompt; embed(prompt)]` for the T5 encoder.
 
-        region_embeds (R, N, D) and R prompts -> inputs_embeds (R, N + T, D) and their
-        attention mask (R, N + T). An empty prompt embeds as `</s>` alone.
+        region_embeds (R, N, D) and R prompts -> inputs_embeds (R, N + T, D), in
+        `t5_numerics().input_dtype`, and their attention mask (R, N + T). An empty prompt
+        embeds as `</s>` alone.
         """
         tokens = self.t5_tokenizer(
             list(prompts), padding="longest", truncation=True, max_length=self.max_txt_len,
             return_tensors="pt",
         ).to(region_embeds.device)
         atts = torch.ones(region_embeds.shape[:-1], dtype=torch.long, device=region_embeds.device)
+        dtype = self.t5_numerics().input_dtype
         text_embeds = self.t5_model.encoder.embed_tokens(tokens.input_ids)
-        inputs_embeds = torch.cat([region_embeds.to(text_embeds.dtype), text_embeds], dim=1)
+        inputs_embeds = torch.cat([region_embeds.to(dtype), text_embeds.to(dtype)], dim=1)
         return inputs_embeds, torch.cat([atts, tokens.attention_mask], dim=1)
 
     def _target_tokens(self, texts: Sequence[str], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,7 +397,7 @@ class Blip2T5Region(Blip2T5):
         region_embeds = self.encode_regions(
             self.encode_image(image), region_texts_for(samples, image.shape[0])
         )
-        with self.maybe_autocast(dtype=torch.bfloat16):
+        with self.t5_autocast():
             inputs_embeds, encoder_atts = self.t5_encoder_inputs(
                 region_embeds, _as_list(samples["text_input"], image.shape[0], "text_input")
             )
@@ -421,7 +448,7 @@ class Blip2T5Region(Blip2T5):
             raise ValueError(f"{rows} regions but {len(text_output)} texts to score")
         text_input = [""] * rows if text_input is None else list(text_input)
         region_embeds = self.encode_regions(image_embeds, region_text, image_index)
-        with self.maybe_autocast(dtype=torch.bfloat16):
+        with self.t5_autocast():
             inputs_embeds, encoder_atts = self.t5_encoder_inputs(region_embeds, text_input)
             encoder_out = self.t5_model.encoder(
                 inputs_embeds=inputs_embeds, attention_mask=encoder_atts, return_dict=True
@@ -485,7 +512,7 @@ class Blip2T5Region(Blip2T5):
         self, region_embeds: torch.Tensor, prompts: Sequence[str], **generate_kwargs
     ) -> list[str]:
         """Generate from soft prompts (R, N, D) and R text prompts; kwargs go to T5 `generate`."""
-        with self.maybe_autocast(dtype=torch.bfloat16):
+        with self.t5_autocast():
             inputs_embeds, encoder_atts = self.t5_encoder_inputs(region_embeds, prompts)
             outputs = self.t5_model.generate(
                 inputs_embeds=inputs_embeds, attention_mask=encoder_atts, **generate_kwargs
@@ -540,7 +567,7 @@ class Blip2T5Region(Blip2T5):
 
         The T5 encoder runs once per prompt; only the decoder runs per candidate.
         """
-        with self.maybe_autocast(dtype=torch.bfloat16):
+        with self.t5_autocast():
             inputs_embeds, encoder_atts = self.t5_encoder_inputs(region_embeds, prompts)
             hidden = self.t5_model.encoder(
                 inputs_embeds=inputs_embeds, attention_mask=encoder_atts, return_dict=True

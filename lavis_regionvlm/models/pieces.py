@@ -45,6 +45,8 @@ def embed_pieces(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """B piece lists -> inputs_embeds (B, S, D) and attention_mask (B, S), right-padded.
 
+    inputs_embeds is in `model.t5_numerics().input_dtype`, as `t5_encoder_inputs` makes it.
+
     Args:
         model: a `Blip2T5Region` (uses `t5_tokenizer` and `t5_model.encoder.embed_tokens`).
         batch: B lists of pieces; a soft prompt is (N, D), from `encode_regions(...)[i]`.
@@ -52,7 +54,7 @@ def embed_pieces(
             None keeps all.
     """
     embed = model.t5_model.encoder.embed_tokens
-    device, dtype = embed.weight.device, embed.weight.dtype
+    device, dtype = embed.weight.device, model.t5_numerics().input_dtype
     eos = model.t5_tokenizer.eos_token_id
     rows = []
     for pieces in batch:
@@ -61,13 +63,13 @@ def embed_pieces(
             if isinstance(piece, str):
                 ids = _text_ids(model, piece)
                 if ids:
-                    parts.append(embed(torch.tensor(ids, device=device)))
+                    parts.append(embed(torch.tensor(ids, device=device)).to(dtype))
             elif isinstance(piece, torch.Tensor) and piece.dim() == 2:
                 parts.append(piece.to(device=device, dtype=dtype))
             else:
                 shape = tuple(piece.shape) if isinstance(piece, torch.Tensor) else type(piece).__name__
                 raise TypeError(f"a piece must be a str or an (N, D) soft prompt, got {shape}")
-        parts.append(embed(torch.tensor([eos], device=device)))
+        parts.append(embed(torch.tensor([eos], device=device)).to(dtype))
         row = torch.cat(parts, dim=0)
         if max_len is not None and row.shape[0] > max_len:
             row = torch.cat([row[: max_len - 1], row[-1:]], dim=0)

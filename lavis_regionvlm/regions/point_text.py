@@ -1,8 +1,13 @@
 """Point text: K relative points written as ``"[x y] [x y] ..."`` (RegionVLM's region prompt).
 
 A point ``(x, y)`` in relative image coordinates ([0, 1], x first) is written as the integers
-``x * 100`` and ``y * 100`` in brackets; pairs are separated by one space. The paper's example
-``[[0.324, 0.643], [0.369, 0.622]]`` becomes ``"[32 64] [37 62]"``.
+``x * 100`` and ``y * 100`` in brackets; pairs are separated by one space. The released
+checkpoint was trained with ``int(v * 100)`` (``quantize="floor"``, the default everywhere):
+``[[0.324, 0.643], [0.369, 0.622]]`` becomes ``"[32 64] [36 62]"`` (the paper's example rounds
+it to ``"[32 64] [37 62]"``, ``quantize="round"``).
+
+Mask pixels become relative points here too (:func:`pixel_points`), by the released rule
+(pixel corner, float32 division) or by pixel centres.
 
 This module also holds :class:`RegionError`, the one error type of the region package (it sits
 here because this is the package's lowest layer; ``region.py`` and ``masks.py`` import it).
@@ -18,6 +23,8 @@ from numpy.typing import ArrayLike
 
 QuantizeMode = Literal["round", "floor"]
 QUANTIZE_MODES: tuple[str, ...] = ("round", "floor")
+PixelCoords = Literal["corner_float32", "centre"]
+PIXEL_COORDS: tuple[str, ...] = ("corner_float32", "centre")
 
 _PAIR = re.compile(r"\[([^\[\]]*)\]")
 _PAIR_BODY = re.compile(r"\s*(\d{1,3})\s+(\d{1,3})\s*")
@@ -27,15 +34,17 @@ class RegionError(ValueError):
     """Invalid region input: bad points, box, mask, RLE, JSON, strategy or point text."""
 
 
-def as_point_array(points: ArrayLike, what: str = "points") -> np.ndarray:
+def as_point_array(points: ArrayLike, what: str = "points", *, keep_float32: bool = False) -> np.ndarray:
     """Validate points and clip them to the image.
 
     Args:
         points: (N, 2) array-like of relative (x, y) coordinates, N >= 1.
         what: name used in error messages (e.g. ``"scribble"``).
+        keep_float32: return a float32 input as float32 (for :func:`points_to_text`).
 
     Returns:
-        (N, 2) float64 array, a new array, clipped to [0, 1].
+        (N, 2) float64 array (float32 for a float32 input with ``keep_float32``), a new
+        array, clipped to [0, 1].
 
     Raises:
         RegionError: non-numeric or ragged input, empty input, wrong shape, NaN or infinity.
@@ -50,7 +59,7 @@ def as_point_array(points: ArrayLike, what: str = "points") -> np.ndarray:
         raise RegionError(f"{what} must be an (N, 2) array of numbers, got dtype {raw.dtype}: {points!r:.80}")
     if raw.ndim != 2 or raw.shape[1] != 2:
         raise RegionError(f"{what} must have shape (N, 2) (x, y pairs), got shape {raw.shape}")
-    arr = raw.astype(np.float64)
+    arr = raw.astype(np.float32 if keep_float32 and raw.dtype == np.float32 else np.float64)
     bad_rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad_rows.size:
         i = int(bad_rows[0])
@@ -59,14 +68,19 @@ def as_point_array(points: ArrayLike, what: str = "points") -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def points_to_text(points: ArrayLike, quantize: QuantizeMode = "round") -> str:
+def points_to_text(points: ArrayLike, quantize: QuantizeMode = "floor") -> str:
     """Write relative points as point text.
+
+    The scaling by 100 is done in the points' own precision: float32 points (mask points by
+    the released rule, :func:`pixel_points`) in float32, as the released scripts compute
+    ``(points * 100).astype(int)`` on a float32 array; anything else in float64.
 
     Args:
         points: (N, 2) array-like of relative (x, y), N >= 1; values outside [0, 1] are clipped.
-        quantize: ``"round"``: round half up, ``floor(v * 100 + 0.5)`` (the paper's example).
-            ``"floor"``: ``int(v * 100)`` on float64, bit-exact with the released checkpoint's
-            preprocessing (so ``0.29 -> 28`` because ``0.29 * 100 == 28.999999999999996``).
+        quantize: ``"floor"`` (default): ``int(v * 100)``, as the released checkpoint's
+            preprocessing (on float64 ``0.29 -> 28`` because ``0.29 * 100 == 28.999999999999996``;
+            on float32 ``0.29 -> 29`` because the product rounds to ``29.0``).
+            ``"round"``: round half up, ``floor(v * 100 + 0.5)`` (the paper's example).
 
     Returns:
         ``"[x0 y0] [x1 y1] ..."`` with integers in 0..100.
@@ -76,12 +90,47 @@ def points_to_text(points: ArrayLike, quantize: QuantizeMode = "round") -> str:
     """
     if quantize not in QUANTIZE_MODES:
         raise RegionError(f"unknown quantize mode {quantize!r}; expected one of {QUANTIZE_MODES}")
-    scaled = as_point_array(points) * 100.0
+    arr = as_point_array(points, keep_float32=True)
+    scaled = arr * arr.dtype.type(100)
     if quantize == "round":
-        scaled = scaled + 0.5
+        scaled = scaled + arr.dtype.type(0.5)
     # Values are >= 0 after clipping, so floor equals Python's int() truncation.
     ints = np.floor(scaled).astype(np.int64)
     return " ".join(f"[{x} {y}]" for x, y in ints.tolist())
+
+
+def pixel_points(
+    rows: ArrayLike, cols: ArrayLike, height: int, width: int, pixel_coords: PixelCoords = "corner_float32"
+) -> np.ndarray:
+    """Relative (x, y) of mask pixels (row, col) on a height x width mask.
+
+    Args:
+        rows, cols: (n,) pixel indices (row = y, col = x), as ``np.nonzero(mask)`` gives them.
+        height, width: the mask's size in pixels.
+        pixel_coords: ``"corner_float32"`` (default, as released in ``eval_RIS.py`` and
+            ``eval_VCR.py``): the pixel's top-left corner divided in float32,
+            ``x = float32(col) / float32(W)``, ``y = float32(row) / float32(H)``; returned as
+            float32 so that :func:`points_to_text` scales it by 100 in float32 as they do
+            (e.g. col 265 of W = 500 gives float32 0.53 = 0.52999997..., times 100 in float32
+            52.999996, text 52; float64 would give 53). ``"centre"``: the pixel centre
+            ``((col + 0.5) / W, (row + 0.5) / H)`` in float64: the pixel's own position (the
+            corner rule is biased half a pixel up and left, and mirroring the image does
+            not mirror its points).
+
+    Returns:
+        (n, 2) float32 (``"corner_float32"``) or float64 (``"centre"``) relative xy in [0, 1).
+
+    Raises:
+        RegionError: an unknown ``pixel_coords``.
+    """
+    if pixel_coords not in PIXEL_COORDS:
+        raise RegionError(f"unknown pixel_coords {pixel_coords!r}; expected one of {PIXEL_COORDS}")
+    rows, cols = np.asarray(rows), np.asarray(cols)
+    if pixel_coords == "centre":
+        return np.stack([(cols + 0.5) / width, (rows + 0.5) / height], axis=1)
+    xs = cols.astype(np.float32) / np.float32(width)
+    ys = rows.astype(np.float32) / np.float32(height)
+    return np.stack([xs, ys], axis=1).astype(np.float32, copy=False)
 
 
 def text_to_points(text: str) -> np.ndarray:

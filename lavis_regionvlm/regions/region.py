@@ -15,7 +15,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import masks
-from .point_text import QuantizeMode, RegionError, as_point_array, points_to_text
+from .point_text import (
+    PIXEL_COORDS,
+    PixelCoords,
+    QuantizeMode,
+    RegionError,
+    as_point_array,
+    pixel_points,
+    points_to_text,
+)
 
 __all__ = ["Region", "RegionError", "RegionKind", "Seed", "STRATEGIES"]
 
@@ -264,7 +272,10 @@ class Region:
 
     # ------------------------------------------------------------------------- sampling
 
-    def sample_points(self, k: int, seed: Seed = None, *, strategy: Optional[str] = None) -> np.ndarray:
+    def sample_points(
+        self, k: int, seed: Seed = None, *, strategy: Optional[str] = None,
+        pixel_coords: PixelCoords = "corner_float32",
+    ) -> np.ndarray:
         """K points that stand for this region.
 
         Strategies (first = default):
@@ -277,39 +288,52 @@ class Region:
                 with "even" gives the start. A scribble of zero length gives its point k times.
             box: ``"uniform"``: k points uniform inside the box.
             mask: ``"uniform"``: k foreground pixels at random (without replacement when the mask
-                has >= k pixels), returned as pixel centres ``((x + 0.5) / W, (y + 0.5) / H)``.
+                has >= k pixels), made relative by ``pixel_coords``.
 
         Args:
             k: number of points, >= 1.
             seed: int, ``numpy.random.Generator`` (used and advanced) or None (fresh entropy).
             strategy: see above; None for the kind's default.
+            pixel_coords: how a mask pixel (row, col) becomes a point (mask regions only; see
+                :func:`~lavis_regionvlm.regions.point_text.pixel_points`): ``"corner_float32"``
+                (default, the released ``col / W`` in float32) or ``"centre"``
+                (``(col + 0.5) / W`` in float64).
 
         Returns:
-            (k, 2) float64 relative xy in [0, 1].
+            (k, 2) relative xy in [0, 1]: float64, but float32 for a mask with
+            ``"corner_float32"`` (so its point text is computed in float32, as released).
         """
-        return self._drawer(k, strategy)(_as_rng(seed))
+        return self._drawer(k, strategy, pixel_coords)(_as_rng(seed))
 
     def sample_point_draws(
-        self, k: int, draws: int, seed: Seed = None, *, strategy: Optional[str] = None
+        self, k: int, draws: int, seed: Seed = None, *, strategy: Optional[str] = None,
+        pixel_coords: PixelCoords = "corner_float32",
     ) -> np.ndarray:
-        """``draws`` independent :meth:`sample_points` draws from one generator: (draws, k, 2) float64.
+        """``draws`` independent :meth:`sample_points` draws from one generator: (draws, k, 2),
+        the dtype of :meth:`sample_points`.
 
         The first draw equals ``sample_points(k, seed)`` for the same int seed.
         """
         if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
             raise RegionError(f"draws must be an int >= 1, got {draws!r}")
-        draw = self._drawer(k, strategy)
+        draw = self._drawer(k, strategy, pixel_coords)
         rng = _as_rng(seed)
         return np.stack([draw(rng) for _ in range(int(draws))])
 
     def to_text(
-        self, k: int, seed: Seed = None, *, quantize: QuantizeMode = "round", strategy: Optional[str] = None
+        self, k: int, seed: Seed = None, *, quantize: QuantizeMode = "floor", strategy: Optional[str] = None,
+        pixel_coords: PixelCoords = "corner_float32",
     ) -> str:
-        """Point text of :meth:`sample_points`: ``"[x y] [x y] ..."``."""
-        return points_to_text(self.sample_points(k, seed, strategy=strategy), quantize=quantize)
+        """Point text of :meth:`sample_points`: ``"[x y] [x y] ..."`` (``quantize`` as in
+        :func:`~lavis_regionvlm.regions.point_text.points_to_text`, default ``"floor"``)."""
+        points = self.sample_points(k, seed, strategy=strategy, pixel_coords=pixel_coords)
+        return points_to_text(points, quantize=quantize)
 
-    def _drawer(self, k: int, strategy: Optional[str]) -> _Draw:
-        """Validate ``k`` and ``strategy``, precompute what the kind needs, return rng -> (k, 2)."""
+    def _drawer(self, k: int, strategy: Optional[str], pixel_coords: str = "corner_float32") -> _Draw:
+        """Validate ``k``, ``strategy`` and ``pixel_coords``, precompute what the kind needs,
+        return rng -> (k, 2)."""
+        if pixel_coords not in PIXEL_COORDS:
+            raise RegionError(f"unknown pixel_coords {pixel_coords!r}; expected one of {PIXEL_COORDS}")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise RegionError(f"k (number of points) must be an int >= 1, got {k!r}")
         k = int(k)
@@ -324,7 +348,7 @@ class Region:
         if self.kind == "box":
             low, high = self.data[:2], self.data[2:]
             return lambda rng: rng.uniform(low, high, size=(k, 2))
-        return _mask_drawer(self.data, k)
+        return _mask_drawer(self.data, k, pixel_coords)
 
     # ----------------------------------------------------------------------- value type
 
@@ -403,9 +427,9 @@ def _scribble_drawer(points: np.ndarray, k: int, strategy: str) -> _Draw:
     return lambda rng: at(np.sort(rng.uniform(0.0, length, size=k)))
 
 
-def _mask_drawer(mask: np.ndarray, k: int) -> _Draw:
+def _mask_drawer(mask: np.ndarray, k: int, pixel_coords: str) -> _Draw:
     height, width = mask.shape
-    ys, xs = np.nonzero(mask)
-    centres = np.stack([(xs + 0.5) / width, (ys + 0.5) / height], axis=1)
-    n = len(centres)
-    return lambda rng: centres[rng.choice(n, size=k, replace=n < k)]
+    rows, cols = np.nonzero(mask)
+    points = pixel_points(rows, cols, height, width, pixel_coords)
+    n = len(points)
+    return lambda rng: points[rng.choice(n, size=k, replace=n < k)]

@@ -5,32 +5,43 @@ The official RIS script's rule, with its parameters configurable:
    `min_area_frac` of the image that do not hug the border, until `max_proposals` are kept.
 2. If none is kept, keep (again in order, up to `max_proposals`) the masks covering at least
    `fallback_min_area_frac`, border or not.
-A mask hugs a side when more than `border_frac` x (that side's length) of its pixels lie in
-the `border_px` outermost rows or columns on that side. (The official script compares the
-top/bottom bands with the image height and the left/right bands with its width; here each
-band is compared with its own side, which only differs for non-square images.)
+A mask hugs the border when the pixel count of one of its four bands (the `border_px`
+outermost rows at the top or bottom, columns at the left or right) exceeds `border_frac` x a
+length, which `border_rule` picks:
+- "released" (default, as the official `eval_RIS.py`): the top and bottom bands are compared
+  with `border_frac` x the image HEIGHT, the left and right bands with `border_frac` x its WIDTH.
+- "per_band": each band is compared with its own length (top/bottom with the width,
+  left/right with the height), so the rule means the same on every side.
+The two agree on square images; on a 640x480 image a top band of 400 pixels hugs under
+"released" (400 > 0.7 x 480 = 336) and not under "per_band" (400 <= 0.7 x 640 = 448).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
 from lavis_regionvlm.regions.masks import decode_rle
 
+BorderRule = Literal["released", "per_band"]
+BORDER_RULES: tuple[str, ...] = ("released", "per_band")
+
 
 @dataclass(frozen=True)
 class ProposalFilter:
-    """Filter parameters; the defaults are the official script's."""
+    """Filter parameters; the defaults are the official script's (`border_rule` "released")."""
 
     min_area_frac: float = 0.04
     border_px: int = 2
     border_frac: float = 0.7
     fallback_min_area_frac: float = 0.01
     max_proposals: int = 20
+    border_rule: BorderRule = "released"
 
     def __post_init__(self) -> None:
+        if self.border_rule not in BORDER_RULES:
+            raise ValueError(f"border_rule must be one of {BORDER_RULES}, got {self.border_rule!r}")
         if self.max_proposals < 1:
             raise ValueError(f"max_proposals must be >= 1, got {self.max_proposals}")
         if self.border_px < 1:
@@ -54,7 +65,7 @@ class ProposalFilter:
             if area < self.min_area_frac * image_area:
                 continue
             mask = decode_rle(records[index]["segmentation"])
-            if not hugs_border(mask, self.border_px, self.border_frac):
+            if not hugs_border(mask, self.border_px, self.border_frac, self.border_rule):
                 kept.append(index)
                 masks.append(mask)
                 if len(kept) == self.max_proposals:
@@ -66,16 +77,29 @@ class ProposalFilter:
         return fallback, [decode_rle(records[i]["segmentation"]) for i in fallback], True
 
 
-def hugs_border(mask: np.ndarray, border_px: int, border_frac: float) -> bool:
-    """Whether an (H, W) bool mask has more than border_frac x side pixels in any side's band."""
+def hugs_border(
+    mask: np.ndarray, border_px: int, border_frac: float, border_rule: BorderRule = "released"
+) -> bool:
+    """Whether an (H, W) bool mask hugs the border (see the module docstring).
+
+    Args:
+        mask: (H, W) bool.
+        border_px: band width in pixels.
+        border_frac: a band hugs when its pixel count exceeds border_frac x the rule's length.
+        border_rule: "released" (top/bottom vs the height, left/right vs the width, as the
+            official script) or "per_band" (each band vs its own length).
+    """
+    if border_rule not in BORDER_RULES:
+        raise ValueError(f"border_rule must be one of {BORDER_RULES}, got {border_rule!r}")
     height, width = mask.shape
+    rows_length, columns_length = (height, width) if border_rule == "released" else (width, height)
     bands = (
-        (mask[:border_px].sum(), width),
-        (mask[-border_px:].sum(), width),
-        (mask[:, :border_px].sum(), height),
-        (mask[:, -border_px:].sum(), height),
+        (mask[:border_px].sum(), rows_length),
+        (mask[-border_px:].sum(), rows_length),
+        (mask[:, :border_px].sum(), columns_length),
+        (mask[:, -border_px:].sum(), columns_length),
     )
-    return any(count > border_frac * side for count, side in bands)
+    return any(count > border_frac * length for count, length in bands)
 
 
 def _compressed(rle: dict) -> dict:

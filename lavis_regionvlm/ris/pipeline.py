@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm.regions import PIXEL_COORDS
 from lavis_regionvlm.ris.baselines import BASELINES, baseline_images
 from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.points import proposal_point_texts
@@ -34,6 +35,8 @@ class RisOptions:
     dilation_px: grow proposal masks by this many pixels before sampling points (the
         predicted mask stays the proposal).
     seed: base seed of the point draws.
+    pixel_coords: how a mask pixel becomes a point: "corner_float32" (as the official script)
+        or "centre" (see `lavis_regionvlm.regions.pixel_points`).
     proposal_filter: which proposals are scored.
     token_budget: decoder tokens per call (memory bound).
     """
@@ -44,6 +47,7 @@ class RisOptions:
     quantize: Optional[str] = None
     dilation_px: int = 0
     seed: int = 0
+    pixel_coords: str = "corner_float32"
     proposal_filter: ProposalFilter = field(default_factory=ProposalFilter)
     token_budget: int = DECODER_TOKEN_BUDGET
 
@@ -56,6 +60,8 @@ class RisOptions:
             raise ValueError(f"draws must be >= 1, got {self.draws}")
         if self.dilation_px < 0:
             raise ValueError(f"dilation_px must be >= 0, got {self.dilation_px}")
+        if self.pixel_coords not in PIXEL_COORDS:
+            raise ValueError(f"pixel_coords must be one of {PIXEL_COORDS}, got {self.pixel_coords!r}")
 
 
 @dataclass
@@ -108,7 +114,7 @@ def rank_proposals(
         texts = proposal_point_texts(
             masks, proposal_ids, num_points=num_points, draws=draws, seed=options.seed,
             image_id=image_id, quantize=options.quantize or model.point_quantize,
-            dilation_px=options.dilation_px,
+            dilation_px=options.dilation_px, pixel_coords=options.pixel_coords,
         )
         nll = point_text_nll(model, image_embeds, texts, expressions, options.token_budget)
     else:

@@ -29,21 +29,25 @@ def proposal_point_texts(
     draws: int,
     seed: int,
     image_id: int | str,
-    quantize: str,
+    quantize: str = "floor",
     dilation_px: int = 0,
+    pixel_coords: str = "corner_float32",
 ) -> list[str]:
     """Point texts of every (proposal, draw), proposal-major: P * R strings.
 
     Args:
         masks: P (H, W) bool proposal masks.
         proposal_ids: their indices in the cache file (part of each stream's seed).
-        num_points: K mask pixels per draw (pixel centres, relative coordinates).
+        num_points: K mask pixels per draw.
         draws: R draws per proposal.
         seed: base seed.
         image_id: the image's id (part of each stream's seed).
-        quantize: "floor" or "round", as the model was trained.
+        quantize: "floor" or "round", as the model was trained ("floor" for the released
+            checkpoint).
         dilation_px: grow each mask by this many pixels before sampling (robustness study);
             the predicted mask stays the proposal itself.
+        pixel_coords: how a pixel becomes a relative point (`regions.pixel_points`):
+            "corner_float32" (col / W in float32, as the official script) or "centre".
     """
     texts = []
     for mask, proposal_id in zip(masks, proposal_ids):
@@ -51,6 +55,6 @@ def proposal_point_texts(
         if dilation_px:
             region = region.dilate(dilation_px)
         rng = np.random.default_rng([seed, image_key(image_id), int(proposal_id)])
-        for points in region.sample_point_draws(num_points, draws, rng):
+        for points in region.sample_point_draws(num_points, draws, rng, pixel_coords=pixel_coords):
             texts.append(points_to_text(points, quantize=quantize))
     return texts

@@ -35,7 +35,7 @@ def t5_encode(model: nn.Module, region_embeds: torch.Tensor, prompt: str = "") -
     region_embeds (M, N, D) from `t5_proj`. Returns hidden states (M, S, D) and their
     attention mask (M, S), S = N + prompt tokens.
     """
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         inputs_embeds, atts = model.t5_encoder_inputs(region_embeds, [prompt] * region_embeds.shape[0])
         hidden = model.t5_model.encoder(
             inputs_embeds=inputs_embeds, attention_mask=atts, return_dict=True
@@ -106,7 +106,7 @@ def _group_nll(
     positions = torch.arange(len(labels), device=device)
     mask = (segment[:, None] == segment[None, :]) & (positions[None, :] <= positions[:, None])  # (T, T)
     rows = hidden.shape[0]
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         sequence = t5.decoder(
             input_ids=decoder_ids.expand(rows, -1),
             attention_mask=mask.expand(rows, -1, -1).long(),

@@ -34,10 +34,10 @@ def normalize_caption(text: str) -> str:
 
 @registry.register_task("region_captioning")
 class RegionCaptioningTask(BaseTask):
-    """Run config keys: `num_beams` (default 3), `max_len` (20), `min_len` (1),
-    `max_grad_norm` (null = no clipping)."""
+    """Run config keys: `num_beams` (default 5), `max_len` (new tokens, default 30), `min_len`
+    (1): the released `LN_ft.yaml`'s generation settings; `max_grad_norm` (null = no clipping)."""
 
-    def __init__(self, num_beams: int = 3, max_len: int = 20, min_len: int = 1,
+    def __init__(self, num_beams: int = 5, max_len: int = 30, min_len: int = 1,
                  max_grad_norm: float | None = None):
         super().__init__()
         self.num_beams, self.max_len, self.min_len = num_beams, max_len, min_len
@@ -47,8 +47,8 @@ class RegionCaptioningTask(BaseTask):
     def setup_task(cls, cfg):
         run_cfg = cfg.run_cfg
         return cls(
-            num_beams=run_cfg.get("num_beams", 3),
-            max_len=run_cfg.get("max_len", 20),
+            num_beams=run_cfg.get("num_beams", 5),
+            max_len=run_cfg.get("max_len", 30),
             min_len=run_cfg.get("min_len", 1),
             max_grad_norm=run_cfg.get("max_grad_norm", None),
         )

@@ -7,9 +7,11 @@ Run config keys (`run:`), all optional:
     point_quantize: null          # floor | round; null = the model's point_quantize
     dilation_px: 0                # grow proposals before sampling points (0/3/7/15 in the paper)
     seed: 0                       # base seed; each image's draws derive from it and the image id
+    pixel_coords: corner_float32  # mask pixel -> point: corner_float32 (col / W in float32, as released) | centre
     min_area_frac: 0.04           # proposal filter (see lavis_regionvlm.ris.filtering)
     border_px: 2
     border_frac: 0.7
+    border_rule: released         # released (top/bottom vs height, sides vs width) | per_band
     fallback_min_area_frac: 0.01
     max_proposals: 20
     decoder_token_budget: 2048    # decoder tokens per call (memory bound)
@@ -65,7 +67,7 @@ class ZeroShotRISTask(BaseTask):
         get = run.get
         proposal_filter = ProposalFilter(
             min_area_frac=get("min_area_frac", 0.04), border_px=get("border_px", 2),
-            border_frac=get("border_frac", 0.7),
+            border_frac=get("border_frac", 0.7), border_rule=get("border_rule", "released"),
             fallback_min_area_frac=get("fallback_min_area_frac", 0.01),
             max_proposals=get("max_proposals", 20),
         )
@@ -73,6 +75,7 @@ class ZeroShotRISTask(BaseTask):
             method=get("ris_method", "points"), num_points=get("num_points", None),
             draws=get("draws", 5), quantize=get("point_quantize", None),
             dilation_px=get("dilation_px", 0), seed=get("seed", 0),
+            pixel_coords=get("pixel_coords", "corner_float32"),
             proposal_filter=proposal_filter, token_budget=get("decoder_token_budget", 2048),
         )
         return cls(options, save_masks=get("save_masks", False),

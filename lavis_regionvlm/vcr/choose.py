@@ -27,7 +27,7 @@ def generate_choices(model, inputs_embeds, attention_mask, num_beams: int = 5, m
     sampling) with 5 beams, at most 30 new tokens, min_length 1, length and repetition
     penalties 1, one sequence per prompt. `no_number`: see `metrics.parse_choice`.
     """
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         outputs = model.t5_model.generate(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, do_sample=False,
             num_beams=num_beams, max_new_tokens=max_new_tokens, min_length=min_length,
@@ -51,7 +51,7 @@ def rank_choices(model, inputs_embeds, attention_mask, candidates: Sequence[Sequ
     if any(len(c) != count for c in candidates):
         raise ValueError("every row needs the same number of candidates")
     flat = [c for row in candidates for c in row]
-    with model.maybe_autocast(dtype=torch.bfloat16):
+    with model.t5_autocast():
         hidden = model.t5_model.encoder(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask, return_dict=True
         ).last_hidden_state
