@@ -80,10 +80,12 @@ def data(tmp_path_factory) -> Path:
     write_image(vg / "VG_100K" / "1.jpg", (200, 100))
     write_image(vg / "VG_100K" / "2.jpg", (100, 100))
     url = "https://cs.stanford.edu/people/rak248/VG_100K/{}.jpg"
+    def box(rid: int, image_id: int, phrase: str, x: int, y: int, w: int, h: int) -> dict:
+        return {"region_id": rid, "image_id": image_id, "phrase": phrase, "x": x, "y": y, "width": w, "height": h}
+
     (vg / "region_descriptions.json").write_text(json.dumps([
-        {"id": 1, "regions": [{"region_id": 1, "image_id": 1, "phrase": "a red car", "x": 20, "y": 10, "width": 60, "height": 40},
-                              {"region_id": 2, "image_id": 1, "phrase": "the sky", "x": 120, "y": 0, "width": 70, "height": 30}]},
-        {"id": 2, "regions": [{"region_id": 3, "image_id": 2, "phrase": "green grass", "x": 50, "y": 60, "width": 40, "height": 30}]}]))
+        {"id": 1, "regions": [box(1, 1, "a red car", 20, 10, 60, 40), box(2, 1, "the sky", 120, 0, 70, 30)]},
+        {"id": 2, "regions": [box(3, 2, "green grass", 50, 60, 40, 30)]}]))
     (vg / "image_data.json").write_text(json.dumps([
         {"image_id": 1, "width": 200, "height": 100, "url": url.format(1)},
         {"image_id": 2, "width": 100, "height": 100, "url": url.format(2)}]))

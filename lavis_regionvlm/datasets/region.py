@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from lavis_regionvlm.data.narratives import index_rule
+from lavis_regionvlm.data.skips import format_counts
 from lavis_regionvlm.datasets.base import SkippingDataset
 from lavis_regionvlm.datasets.config import ConfigError, SamplingConfig
 from lavis_regionvlm.datasets.loading import open_rgb
@@ -85,6 +86,12 @@ class RegionDataset(SkippingDataset):
 
     def __len__(self) -> int:
         return self.num_records if self.epoch_unit == "image" else self.num_samples
+
+    def summary(self) -> str:
+        """Records, samples, the epoch unit and the skip counts, for the log."""
+        return (f"{self.num_records} image records, {self.num_samples} samples (an epoch: one item per "
+                f"{'image record' if self.epoch_unit == 'image' else 'sample'}), skipped: "
+                f"{format_counts(self.skip_counts)}")
 
     def use_for_evaluation(self) -> None:
         """Val/test: every sample once, with its `instance_id`."""

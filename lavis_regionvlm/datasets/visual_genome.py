@@ -140,8 +140,9 @@ class VGRegionDataset(RegionDataset):
         self.regions, skips = read_visual_genome(Path(region_descriptions), Path(image_data), self.images,
                                                  max_box_area)
         index = self.regions.image_index
-        runs = np.flatnonzero(index[1:] != index[:-1]) + 1
-        self.record_starts = np.concatenate([[0], runs, [len(index)]]).astype(np.int64) if len(index) else np.zeros(1, np.int64)
+        runs = np.flatnonzero(index[1:] != index[:-1]) + 1  # where the next image's regions start
+        ends = [len(index)] if len(index) else []
+        self.record_starts = np.concatenate([[0], runs, ends]).astype(np.int64)
         super().__init__(vis_processor, text_processor, sampling, name, skips)
 
     def record(self, sample: int) -> RegionRecord:
