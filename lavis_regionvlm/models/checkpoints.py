@@ -74,6 +74,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         if "zip archive" in str(exc) or "central directory" in str(exc):
             raise CheckpointError(damaged.format("its zip directory is missing or broken")) from None
         raise CheckpointError(damaged.format(str(exc).splitlines()[0])) from None
+    except OSError as exc:  # the zip reader on some truncations: "[Errno 22] Invalid argument"
+        raise CheckpointError(damaged.format(f"its zip archive cannot be opened: {exc.strerror or exc}")) from None
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         raise CheckpointError(_not_a_checkpoint(path)) from None
     if not isinstance(checkpoint, dict):
