@@ -184,3 +184,20 @@ def test_a_file_read_alone_is_checked_too(tmp_path):
     path.write_text(json.dumps([{"segmentation": box_rle()}, {"segmentation": box_rle(W, H)}]))
     with pytest.raises(ProposalFileError, match="two sizes"):
         read_proposals(path)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_the_ris_task_ends_with_the_files_message_alone(one_image, num_workers):
+    from torch.utils.data import DataLoader
+
+    from lavis_regionvlm.tasks.zero_shot_ris import ZeroShotRISTask
+
+    root, proposals, image = one_image
+    proposal_path(proposals, "cat.jpg").write_text("null")
+    data = dataset([image], root, proposals)
+    loader = DataLoader(data, batch_size=1, num_workers=num_workers, collate_fn=data.collater)
+    with pytest.raises(SystemExit) as exit_:
+        ZeroShotRISTask.setup_task().evaluation(None, loader)
+    message = str(exit_.value.code)
+    assert message.startswith(f"zero_shot_ris: {proposal_path(proposals, 'cat.jpg')}: expected a list")
+    assert "Traceback" not in message and "\n" not in message
