@@ -119,16 +119,19 @@ CORRUPTIONS = {
     "record without segmentation": (json.dumps([{"area": 3}]), "proposal 0 has no COCO RLE"),
     "RLE runs short of h*w": (lambda root: good_payload(root, proposals=[{"segmentation": broken_rle()}]),
                               rf"proposal 0's RLE run lengths add up to \d+, but its size {H}x{W} needs {H * W}"),
-    "bad RLE characters": (lambda root: good_payload(root, proposals=[{"segmentation": {"size": [H, W], "counts": "\x01"}}]),
-                           "invalid character"),
+    "bad RLE characters": (
+        lambda root: good_payload(root, proposals=[{"segmentation": {"size": [H, W], "counts": "\x01"}}]),
+        "invalid character"),
     "mixed sizes": (lambda root: good_payload(root, num_proposals=2, proposals=[
-        {"segmentation": box_rle()}, {"segmentation": box_rle(W, H)}]), rf"proposals of two sizes: .* proposal 1 is {W}x{H}"),
+        {"segmentation": box_rle()}, {"segmentation": box_rle(W, H)}]),
+        rf"proposals of two sizes: .* proposal 1 is {W}x{H}"),
     "another image's file of the same size": (lambda root: good_payload(root, file_name="dog.jpg"),
                                               "holds the proposals of 'dog.jpg', not of 'cat.jpg'"),
     "another image id": (lambda root: good_payload(root, image_id=501), "image id 501, not of 500"),
     "the image file changed": (lambda root: good_payload(root, image_sha1_64k="0" * 40),
                                "was made from another cat.jpg .* the image file changed"),
-    "headerless, another size": (json.dumps([{"segmentation": box_rle(W, H)}]), rf"masks are {W}x{H}, but cat.jpg is {H}x{W}"),
+    "headerless, another size": (json.dumps([{"segmentation": box_rle(W, H)}]),
+                                 rf"masks are {W}x{H}, but cat.jpg is {H}x{W}"),
 }
 
 
@@ -160,12 +163,14 @@ def test_proposals_are_found_by_file_name_stem_or_image_id_but_never_two(one_ima
     assert dataset([image], root, proposals)[0]["proposals"] == records
     by_stem = proposals / "cat.json"
     by_stem.write_text(json.dumps(records))
-    with pytest.raises(ProposalFileError, match=r"two proposal files could be image 500 \(cat\.jpg\)'s: .*cat\.json and .*500\.json"):
+    both = r"two proposal files could be image 500 \(cat\.jpg\)'s: .*cat\.json and .*500\.json"
+    with pytest.raises(ProposalFileError, match=both):
         dataset([image], root, proposals)[0]
     by_id.unlink()
     assert dataset([image], root, proposals)[0]["proposals"] == records
     by_stem.unlink()
-    with pytest.raises(FileNotFoundError, match=r"no proposals for image 500 \(cat\.jpg\).*cat\.jpg\.json, cat\.json, 500\.json"):
+    none = r"no proposals for image 500 \(cat\.jpg\).*cat\.jpg\.json, cat\.json, 500\.json"
+    with pytest.raises(FileNotFoundError, match=none):
         dataset([image], root, proposals)[0]
 
 

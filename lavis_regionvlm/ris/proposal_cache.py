@@ -82,7 +82,8 @@ def proposal_path(cache_dir: str | Path, file_name: str) -> Path:
 def proposal_candidates(cache_dir: str | Path, file_name: str, image_id: Optional[int] = None) -> list[Path]:
     """The names an image's proposal file may have, most specific first: `<file_name>.json`,
     `<stem>.json`, `<image_id>.json` (each once)."""
-    names = [proposal_path(cache_dir, file_name), Path(cache_dir) / Path(file_name).parent / f"{Path(file_name).stem}.json"]
+    stem = Path(file_name).with_suffix("")
+    names = [proposal_path(cache_dir, file_name), Path(cache_dir) / f"{stem}.json"]
     if image_id is not None:
         names.append(Path(cache_dir) / f"{image_id}.json")
     return list(dict.fromkeys(names))
