@@ -76,7 +76,7 @@ class RegionRunner(RunnerBase):
 
     - `checkpoint_every_iters` (int, default 0 = epoch ends only): how often to write
       `checkpoint_latest.pth` inside an epoch;
-    - `resume_ckpt_path`: a checkpoint path, or `auto` for the output folder's latest;
+    - `resume_ckpt_path`: a checkpoint path, or `auto` for the output folder's newest intact one;
     - `job_id`: output sub-folder name (default: a timestamp, as LAVIS does);
     - `find_unused_parameters` (bool, default False): passed to DDP.
     """
