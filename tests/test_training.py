@@ -1,6 +1,8 @@
 """Training through LAVIS: 2-process gloo DDP via the package launcher and LAVIS's runner
 machinery, resume from checkpoints, and a killed run that resumes with nothing lost."""
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +101,40 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(workdi
         assert torch.allclose(resumed["model"][key], value, atol=1e-6), key
     for a, b in zip(whole["optimizer"]["state"].values(), resumed["optimizer"]["state"].values()):
         assert int(a["step"]) == int(b["step"])  # same number of optimizer steps: none lost or repeated
+    # the epoch's mean loss covers the batches before the kill too, in the log and log.txt
+    assert len(killed_at["loss_sums"]) == 2 and killed_at["loss_sums"][0][1] == killed_at["iters_done"]
+    whole_loss = train_loss(workdir / "output/regionvlm_tiny/whole/log.txt")
+    assert abs(train_loss(out / "log.txt") - whole_loss) < 5e-4, (train_loss(out / "log.txt"), whole_loss)
+    logged = float(re.search(r"Epoch 0 mean loss ([\d.]+)", log).group(1))
+    assert abs(logged - whole_loss) < 5e-4
+
+
+def train_loss(log_txt: Path) -> float:
+    """The `train_loss` of the one epoch line LAVIS's `log_stats` appended to log.txt."""
+    lines = [json.loads(line) for line in log_txt.read_text().splitlines() if '"train_loss"' in line]
+    assert len(lines) == 1, lines
+    return float(lines[0]["train_loss"])
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_newest_intact_one(workdir):
+    run_training(workdir, "fallback", "run.max_epoch=1")
+    out = workdir / "output/regionvlm_tiny/fallback"
+    latest = out / "checkpoint_latest.pth"
+    latest.write_bytes(latest.read_bytes()[:1000])  # as a save cut off by a full disk leaves it
+    log = run_training(workdir, "fallback", "run.max_epoch=1", "run.resume_ckpt_path=auto")
+    assert f"not resuming from checkpoint_latest.pth: checkpoint {latest} is truncated or damaged" in log
+    assert "resuming from checkpoint_0.pth instead, the newest intact checkpoint" in log
+    assert f"Resumed from {out / 'checkpoint_0.pth'} at epoch 1, iteration 0" in log
+    assert "Traceback" not in log
+
+    (out / "checkpoint_0.pth").write_bytes(b"")
+    result = subprocess.run(
+        train_command("fallback", "run.max_epoch=1", "run.resume_ckpt_path=auto"),
+        cwd=workdir, env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"cannot resume: no intact checkpoint in {out} to resume from" in result.stderr
+    assert f"checkpoint {out / 'checkpoint_0.pth'} is empty (0 bytes)" in result.stderr
 
 
 def kill_processes_running(marker: str, cwd: Path) -> None:
