@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm.image_io import load_image
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.proposal_cache import read_proposals
@@ -151,8 +152,7 @@ def main(argv: Optional[list[str]] = None) -> SegmentResult:
     model, vis_processors, text_processors = load_model_and_preprocess(
         args.model_name, args.model_type, is_eval=True, device=args.device
     )
-    with Image.open(args.image) as image:
-        image = image.convert("RGB")
+    image = load_image(args.image, name="--image")  # EXIF-transposed; truncated files refused
     if args.proposals:
         proposals = read_proposals(args.proposals)
     else:
