@@ -120,10 +120,9 @@ def mask_resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
 
 
-BODY_ERRORS = {
-    "UnicodeDecodeError": "the body is not valid UTF-8",
-    "RecursionError": "the body is nested too deeply",
-    "MultiPartException": "the body is not valid multipart/form-data",
+BODY_ERRORS = {  # what FastAPI's "There was an error parsing the body" was caused by
+    UnicodeDecodeError: "the body is not valid UTF-8 JSON",
+    RecursionError: "the body is nested too deeply",
 }
 
 
@@ -133,10 +132,8 @@ def http_error_message(request: Request, exc: StarletteHTTPException) -> str:
         return f"no such route: {request.method} {request.url.path} (the routes are listed at /openapi.json)"
     if exc.status_code == 405:
         return f"{request.method} is not allowed on {request.url.path} (the methods are listed at /openapi.json)"
-    if exc.status_code == 400 and exc.__cause__ is not None:
-        reason = BODY_ERRORS.get(type(exc.__cause__).__name__)
-        if reason:
-            return f"{reason}: {exc.__cause__}" if type(exc.__cause__).__name__ == "MultiPartException" else reason
+    if exc.status_code == 400 and type(exc.__cause__) in BODY_ERRORS:
+        return BODY_ERRORS[type(exc.__cause__)]
     return str(exc.detail)
 
 
