@@ -254,7 +254,7 @@ def test_chunked_upload_is_refused_once_over_the_limit(server):
 # ---------------------------------------------------------------- 5. mask size and regions per session
 
 def test_huge_masks_and_too_many_regions_are_refused(client, sid, serve):
-    tiny_body = {"region": {"rle": {"size": [16000, 16000], "counts": "0" + "1" * 10}}}
+    tiny_body = {"region": {"rle": {"size": [16000, 16000], "counts": [128_000_000, 128_000_000]}}}  # valid
     for path in ("regions", "caption"):
         response = client.post(f"/api/sessions/{sid}/{path}", json=tiny_body)
         assert response.status_code == 413, response.text
@@ -278,8 +278,9 @@ def test_reading_a_session_while_its_regions_are_removed_never_fails(client, sid
     statuses = []
     for _ in range(3):
         for k in range(12):
-            assert client.post(f"/api/sessions/{sid}/regions",
-                               json={"region": {"points": [[0.1 + 0.05 * k, 0.5]]}}).status_code == 201
+            square = [100 + 50 * k, 100, 400 + 50 * k, 100, 400 + 50 * k, 900, 100 + 50 * k, 900]
+            region = {"polygons": [square], "height": 1000, "width": 1000}  # a mask: its point text takes a while
+            assert client.post(f"/api/sessions/{sid}/regions", json={"region": region}).status_code == 201
         done = threading.Event()
 
         def read():
@@ -304,8 +305,7 @@ def test_reading_a_session_while_its_regions_are_removed_never_fails(client, sid
 
 def test_uploads_are_read_upright_and_whole(client, tmp_path):
     from tests.test_image_io import noisy_file, stored_sideways
-    from lavis_regionvlm.image_io import load_image
-    from lavis_regionvlm.interactive import image_sha256
+    from lavis_regionvlm.interactive import image_sha256, load_image
 
     phone = stored_sideways(tmp_path / "phone.jpg")
     summary = new_session(client, phone.read_bytes(), "phone.jpg")
