@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lavis_regionvlm.demo.guard import LOCAL_HOSTS, Guard
-from lavis_regionvlm.demo.limits import RequestLimits
+from lavis_regionvlm.demo.limits import RequestLimits, TokenCounter
 from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSessionError
 from lavis_regionvlm.demo.uploads import UploadLimits, read_upload
 from lavis_regionvlm.interactive.predictor import RegionPredictor
@@ -143,7 +143,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     limits = config.requests
     store = SessionStore(predictor, max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
     model_lock = threading.Lock()  # one model, many request threads: one call at a time
-    tokenizer = predictor.model.t5_tokenizer
+    tokens = TokenCounter(predictor.model.t5_tokenizer)
     app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
     app.state.sessions = store
     upload_limit = (config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES, "upload limit", "server option --max-upload-mb")
@@ -270,7 +270,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     @app.post("/api/sessions/{session_id}/ask")
     def ask(session_id: str, body: AskBody):
         session = store.get(session_id)
-        limits.check_text(tokenizer, body.question, "question")
+        limits.check_text(tokens, body.question, "question")
         with session.lock, model_lock:
             region = region_of(session, body.region)
             return {"answer": session.predictor.ask(body.question, region),
@@ -280,7 +280,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     def score(session_id: str, body: ScoreBody):
         """Mean token NLL (nats) of each text given the region; lower is more likely."""
         session = store.get(session_id)
-        limits.check_score_texts(tokenizer, body.texts)
+        limits.check_score_texts(tokens, body.texts)
         with session.lock, model_lock:
             losses = session.predictor.score(body.texts, region_of(session, body.region))
         return {"texts": body.texts, "losses": [round(float(x), 5) for x in losses]}
@@ -294,7 +294,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
         if config.mask_generator is None:
             return JSONResponse({"error": "segmentation is off: start the demo with --sam-checkpoint "
                                           "(or --sam-type tiny for a random-weight SAM)"}, status_code=409)
-        limits.check_text(tokenizer, body.expression, "expression")
+        limits.check_text(tokens, body.expression, "expression")
         view = session.predictor
         with session.lock:
             work = session.work_image(limits.max_work_side)

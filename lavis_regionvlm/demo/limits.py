@@ -19,7 +19,9 @@ Server-level limits (connections, header and keep-alive timeouts) are in `server
 """
 from __future__ import annotations
 
+import copy
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -27,7 +29,7 @@ from typing import Any, Optional
 from lavis_regionvlm.regions import RegionError
 from lavis_regionvlm.regions.masks import check_mask_pixels, check_size
 
-__all__ = ["RequestLimits", "LimitError", "count_text_tokens", "region_mask_size"]
+__all__ = ["RequestLimits", "LimitError", "TokenCounter", "region_mask_size"]
 
 # A T5 sentencepiece token covers at most a few dozen characters; longer text is refused
 # without tokenising it (a 1 MB string costs the tokenizer time even to be refused).
@@ -60,24 +62,24 @@ class RequestLimits:
             if not value > 0:
                 raise ValueError(f"RequestLimits.{name} must be positive, got {value!r}")
 
-    def check_text(self, tokenizer: Any, text: str, what: str) -> int:
+    def check_text(self, count: "TokenCounter", text: str, what: str) -> int:
         """Token count of `text` (no special tokens); raises `LimitError` over `max_text_tokens`."""
         limit = self.max_text_tokens
         if len(text) > limit * MAX_CHARS_PER_TOKEN:
             raise LimitError(f"{what} is {len(text)} characters, far over the limit of {limit} tokens "
                              "(server option --max-text-tokens)")
-        count = count_text_tokens(tokenizer, text)
-        if count > limit:
-            raise LimitError(f"{what} is {count} tokens, over the limit of {limit} (server option --max-text-tokens)")
-        return count
+        tokens = count(text)
+        if tokens > limit:
+            raise LimitError(f"{what} is {tokens} tokens, over the limit of {limit} (server option --max-text-tokens)")
+        return tokens
 
-    def check_score_texts(self, tokenizer: Any, texts: list[str]) -> None:
+    def check_score_texts(self, count: "TokenCounter", texts: list[str]) -> None:
         """Raises `LimitError` for more than `max_score_texts` texts or one over `max_text_tokens`."""
         if len(texts) > self.max_score_texts:
             raise LimitError(f"texts: {len(texts)} texts, over the limit of {self.max_score_texts} a request "
                              "(server option --max-score-texts)")
         for i, text in enumerate(texts):
-            self.check_text(tokenizer, text, f"texts[{i}]")
+            self.check_text(count, text, f"texts[{i}]")
 
     def check_region(self, region: Any) -> None:
         """Refuse a region whose mask (RLE or polygons canvas) is over `max_mask_pixels`,
@@ -96,9 +98,22 @@ class RequestLimits:
                              "remove one (DELETE .../regions/last) or reset the chat", 409)
 
 
-def count_text_tokens(tokenizer: Any, text: str) -> int:
-    """Number of tokens `tokenizer` (a Hugging Face tokenizer) makes of `text`, without special tokens."""
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+class TokenCounter:
+    """`counter(text)`: how many tokens the model's tokenizer makes of `text` (no special tokens).
+
+    Uses a private copy of the tokenizer behind its own lock: Hugging Face's fast tokenizers
+    are not thread-safe (two threads at once fail with "RuntimeError: Already borrowed", which
+    the soak test met), and the model's own tokenizer is busy under the model lock, which a
+    refusal should not wait for.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = copy.deepcopy(tokenizer)
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> int:
+        with self._lock:
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def region_mask_size(region: Any) -> Optional[tuple[int, int]]:
