@@ -226,8 +226,13 @@ def soak(clients: int, seconds: float, max_requests: int, seed: int, threads: in
         began = time.monotonic()
         for worker in workers:
             worker.start()
-        for worker in workers:
-            worker.join()
+        series = []  # (seconds since the start, RSS MiB) every 5 s: does it level off?
+        next_sample = 0.0
+        while any(worker.is_alive() for worker in workers):
+            if time.monotonic() - began >= next_sample:
+                series.append((round(time.monotonic() - began, 1), round(rss_mib(process.pid)["VmRSS"], 1)))
+                next_sample += 5.0
+            time.sleep(0.2)
         elapsed = time.monotonic() - began
         rss_end = rss_mib(process.pid)
         answers = httpx.get(url + "/api/info", timeout=60).status_code == 200
@@ -249,7 +254,7 @@ def soak(clients: int, seconds: float, max_requests: int, seed: int, threads: in
         "per_action": {a: {"n": len(v), "p50_ms": round(percentile(v, 50) * 1000, 1),
                            "p99_ms": round(percentile(v, 99) * 1000, 1)} for a, v in sorted(per_action.items())},
         "rss_start_mib": round(rss_start["VmRSS"], 1), "rss_end_mib": round(rss_end["VmRSS"], 1),
-        "rss_peak_mib": round(rss_end["VmHWM"], 1), "answers_at_end": answers,
+        "rss_peak_mib": round(rss_end["VmHWM"], 1), "rss_series_mib": series, "answers_at_end": answers,
     }
 
 
@@ -274,6 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"latency p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
     print(f"server RSS: {result['rss_start_mib']} MiB after warm-up, {result['rss_end_mib']} MiB at the end "
           f"(peak {result['rss_peak_mib']} MiB); answers at the end: {result['answers_at_end']}")
+    print("server RSS every 5 s (s, MiB): " + " ".join(f"{t:g}:{m:.0f}" for t, m in result["rss_series_mib"]))
     if result["server_errors"]:
         print("the server's log (last 80 lines):\n" + "".join(SERVER_LOG[-80:]))
     if args.json:

@@ -403,3 +403,31 @@ def test_idle_and_slow_connections_are_closed(serve):
         for sock in idle:
             sock.close()
     assert httpx.get(limited.url + "/api/info", timeout=30).status_code == 200
+
+
+# ---------------------------------------------------------------- options
+
+def test_every_limit_is_a_demo_option():
+    import argparse
+
+    from lavis_regionvlm.demo.guard import LOCAL_HOSTS
+    from lavis_regionvlm.demo.server import add_demo_arguments, check_demo_options, demo_config, server_limits
+
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    args = parser.parse_args(["--max-body-mb", "2", "--max-text-tokens", "64", "--max-score-texts", "8",
+                              "--max-mask-mp", "1.5", "--max-regions", "4", "--max-work-side", "512",
+                              "--max-active-requests", "3", "--body-timeout", "7", "--max-connections", "50",
+                              "--header-timeout", "4", "--keep-alive-timeout", "2", "--allowed-hosts", "demo.lan"])
+    config = demo_config(args)
+    assert config.requests == RequestLimits(max_body_bytes=2 * 2**20, max_text_tokens=64, max_score_texts=8,
+                                            max_mask_pixels=1_500_000, max_regions=4, max_work_side=512,
+                                            max_active_requests=3, body_timeout_s=7.0)
+    assert server_limits(args) == ServerLimits(max_connections=50, header_timeout_s=4.0, keep_alive_s=2.0)
+    assert config.allowed_hosts == LOCAL_HOSTS + ("demo.lan",)
+    defaults = demo_config(parser.parse_args([]))
+    assert defaults.requests == RequestLimits() and defaults.allowed_hosts == LOCAL_HOSTS
+    assert demo_config(parser.parse_args(["--host", "0.0.0.0"])).allowed_hosts is None
+    assert demo_config(parser.parse_args(["--allowed-hosts", "*"])).allowed_hosts is None
+    with pytest.raises(ValueError, match="--max-text-tokens must be positive"):
+        check_demo_options(parser.parse_args(["--max-text-tokens", "0"]))
