@@ -431,3 +431,15 @@ def test_every_limit_is_a_demo_option():
     assert demo_config(parser.parse_args(["--allowed-hosts", "*"])).allowed_hosts is None
     with pytest.raises(ValueError, match="--max-text-tokens must be positive"):
         check_demo_options(parser.parse_args(["--max-text-tokens", "0"]))
+
+
+def test_connections_have_nagle_off(server):
+    """Each keep-alive answer waited ~40 ms before (Nagle's algorithm meeting the client's delayed
+    ACK: the listening socket did not say TCP, so asyncio never set TCP_NODELAY)."""
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/api/info").status_code == 200  # the connection stays open (keep-alive)
+        connections = list(server.server.server_state.connections)
+        assert connections
+        for connection in connections:
+            sock = connection.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
