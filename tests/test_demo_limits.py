@@ -12,7 +12,6 @@ import time
 from urllib.parse import urlparse
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 

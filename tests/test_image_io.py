@@ -92,3 +92,18 @@ def test_limits_are_checked_from_the_header_and_name_the_option():
     with pytest.raises(ImageInputError, match="the limits are 32 pixels a side"):
         load_image(io.BytesIO(data), limits=ImageLimits(max_side=32))
     assert load_image(io.BytesIO(data), limits=ImageLimits(max_pixels=4096, max_side=64)).size == (64, 64)
+
+
+def test_the_single_image_segment_command_refuses_a_truncated_image(tmp_path):
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.png"
+    data = noisy_file("PNG")
+    cut.write_bytes(data[: len(data) // 2])
+    done = subprocess.run([sys.executable, "-m", "lavis_regionvlm.ris.segment", "--image", str(cut), "--expression",
+                           "a dog", "--proposals", str(tmp_path / "none.json"), "--out", str(tmp_path / "out"),
+                           "--model-type", "tiny"], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "it is truncated or corrupt" in done.stderr and "Traceback" not in done.stderr

@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import logging
 import threading
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -54,8 +53,6 @@ from lavis_regionvlm.interactive.regions_input import as_region
 from lavis_regionvlm.ris.pipeline import RisOptions
 from lavis_regionvlm.ris.segment import overlay as mask_overlay
 from lavis_regionvlm.ris.segment import segment as segment_image
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["create_app", "DemoConfig"]
 

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import logging
 from os import PathLike
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
