@@ -75,3 +75,14 @@ def test_demo_chat_layout(demo_server, image_path, config, layout):
 def test_demo_refuses_an_unknown_layout(predictor):
     with pytest.raises(ValueError, match="unknown chat layout 'theirs'"):
         create_app(predictor, DemoConfig(chat_layout="theirs"))
+
+
+@pytest.mark.parametrize("flags, layout", [((), "released"), (("--chat-layout", "history"), "history")])
+def test_regionvlm_demo_chat_layout_option(flags, layout):
+    import argparse
+
+    from lavis_regionvlm.demo.server import add_demo_arguments, demo_config
+
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    assert demo_config(parser.parse_args(list(flags))).chat_layout == layout

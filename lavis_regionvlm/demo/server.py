@@ -29,6 +29,7 @@ from lavis_regionvlm.demo.app import DemoConfig, create_app
 from lavis_regionvlm.demo.guard import LOCAL_HOSTS
 from lavis_regionvlm.demo.limits import RequestLimits
 from lavis_regionvlm.demo.uploads import UploadLimits
+from lavis_regionvlm.interactive.chat import LAYOUTS, RELEASED
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-image-mp", type=float, default=24.0, help="largest image accepted (megapixels)")
     parser.add_argument("--max-image-side", type=int, default=8192, help="largest image width or height (pixels)")
     parser.add_argument("--max-sessions", type=int, default=32, help="sessions kept at once (least recently used go)")
+    parser.add_argument("--chat-layout", choices=LAYOUTS, default=RELEASED,
+                        help="the chat's T5 input layout: released (the authors' multi-turn layout, default) "
+                             "or history (ours: earlier turns with their answers)")
     defaults, server = RequestLimits(), ServerLimits()
     limits = parser.add_argument_group("request limits (each refusal names its option)")
     limits.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20,
@@ -126,7 +130,7 @@ def demo_config(args: argparse.Namespace, device: str = "cpu") -> DemoConfig:
         max_active_requests=args.max_active_requests, body_timeout_s=args.body_timeout,
     )
     return DemoConfig(limits=limits, requests=requests, max_sessions=args.max_sessions, mask_generator=generator,
-                      allowed_hosts=allowed_hosts(args.host, args.allowed_hosts))
+                      allowed_hosts=allowed_hosts(args.host, args.allowed_hosts), chat_layout=args.chat_layout)
 
 
 def server_limits(args: argparse.Namespace) -> ServerLimits:
