@@ -2,6 +2,7 @@
 input check (nothing runs when something is missing), the table writer, and `reproduce all`
 end to end on a synthetic data root with the tiny model, killed after its first evaluation and
 restarted."""
+import dataclasses
 import json
 import os
 import signal
@@ -29,10 +30,10 @@ CPU_OPTIONS = ["run.cpu_threads=1", "run.num_workers=0", "run.batch_size_eval=4"
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """The documented layout from 20 synthetic scenes (4 held out); RefCOCO+ and RefCOCOg get
-    proposals made of the annotated shapes, RefCOCO none (the proposal job makes them)."""
+    """The documented layout from 20 synthetic scenes (4 held out); RefCOCO and RefCOCOg get
+    proposals made of the annotated shapes, RefCOCO+ none (the proposal job makes them)."""
     root = tmp_path_factory.mktemp("reproduce") / "data"
-    make_synthetic_root(root, num_images=20, seed=0, shape_proposals=("refcoco+", "refcocog"))
+    make_synthetic_root(root, num_images=20, seed=0, shape_proposals=("refcoco", "refcocog"))
     return root
 
 
@@ -78,6 +79,11 @@ def test_plan_runs_each_evaluation_once_through_the_project_yamls(tmp_path):
     assert (run["output_dir"], run["job_id"]) == (str(tmp_path / "out/ris_refcocog_crop"), "run")
     assert crop["model"] == {**crop["model"], "model_type": "regionvlm_flant5xl",
                              "finetuned": str(tmp_path / "ckpt.pth"), "load_finetuned": True}
+    # the paper ran Table 4's baselines on BLIP-2: with a baseline model type, on its weights
+    blip2 = dataclasses.replace(settings, baseline_model_type="pretrain_flant5xl")
+    assert evaluation_config(by_name["ris_refcocog_crop"], blip2)["model"] == {
+        "arch": "blip2_t5_region", "model_type": "pretrain_flant5xl"}
+    assert evaluation_config(by_name["ris_refcocog"], blip2)["model"]["finetuned"] == str(tmp_path / "ckpt.pth")
     assert evaluation_config(by_name["ris_refcoco_k15"], settings)["run"]["num_points"] == 15
     assert evaluation_config(by_name["ris_refcoco_dilation7"], settings)["run"]["dilation_px"] == 7
     okvqa = evaluation_config(by_name["okvqa"], settings)  # ${oc.env:REGIONVLM_DATA} is the data root
@@ -159,7 +165,7 @@ def test_reproduce_all_on_synthetic_data_survives_a_kill(data_root, tmp_path):
     os.killpg(first.pid, signal.SIGKILL)  # the command and its running evaluation, mid-run
     first.wait()
     assert not (out / "ris_refcoco_plus/done.json").exists()
-    assert len(list((data_root / "sam_proposals/refcoco").glob("COCO_*.json"))) == 4  # the job ran (4 held out)
+    assert len(list((data_root / "sam_proposals/refcoco+").glob("COCO_*.json"))) == 4  # the job ran (4 held out)
     finished_at = done.stat().st_mtime_ns
 
     second_run = _run(data_root, out)
@@ -167,7 +173,7 @@ def test_reproduce_all_on_synthetic_data_survives_a_kill(data_root, tmp_path):
     assert second_run.returncode == 0, log[-4000:]
     assert f"skip ris_refcoco: finished earlier ({done})" in log and done.stat().st_mtime_ns == finished_at
     assert f"restart ris_refcoco_plus: removing the unfinished or outdated run in {out / 'ris_refcoco_plus'}" in log
-    assert "proposals refcoco " not in log.split("plan:")[1]  # nothing left to make
+    assert "proposals refcoco+" not in log.split("plan:")[1]  # nothing left to make
     results = json.loads((out / "results.json").read_text())
     assert set(results["tables"]) == {str(n) for n in range(1, 9)}
     assert all(e["status"] == "done" for e in results["evaluations"].values()) and len(results["evaluations"]) == 23
@@ -184,7 +190,7 @@ def test_reproduce_all_on_synthetic_data_survives_a_kill(data_root, tmp_path):
     metrics = results["evaluations"]
     assert metrics["ris_refcoco"]["metrics"]["testA"]["count"] + metrics["ris_refcoco"]["metrics"]["val"]["count"] > 0
     # the shape proposals give RIS real choices: the whole image, the shapes or the speck
-    shapes = json.loads((out / "ris_refcoco_plus/run/result/val_epochbest.json").read_text())
+    shapes = json.loads((out / "ris_refcoco/run/result/val_epochbest.json").read_text())
     assert all(len(r["proposal_ids"]) >= 2 for r in shapes)
     markdown_text = (out / "results.md").read_text()
     assert "| **RegionVLM (ours)** |" in markdown_text and "not run" not in markdown_text

@@ -4,8 +4,8 @@
         [--tables all | 1,2,...] [--out output/reproduce] [--nproc 8] [--device cuda]
         [--dry-run] [--options run.batch_size_eval=32 ...]
 
-The data layout under --data-root: `lavis_regionvlm/reproduce/__init__.py` (and the README,
-"Reproduce the paper"). Exit codes: 0 every evaluation done, 1 some failed (the others still
+The data layout under --data-root is below (and in the README, "Reproduce the paper").
+Exit codes: 0 every evaluation done, 1 some failed (the others still
 ran; results.md lists them), 2 bad arguments or missing inputs (nothing was run).
 """
 from __future__ import annotations
@@ -29,21 +29,33 @@ from lavis_regionvlm.reproduce.runner import Outcome, finished, make_proposals, 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_PROJECTS = PACKAGE_DIR.parent / "projects" / "regionvlm"
 RELEASED_MODEL_TYPE = "regionvlm_flant5xl"
+BLIP2_MODEL_TYPE = "pretrain_flant5xl"  # BLIP-2 FlanT5-XL's weights, what the RegionVLM model starts from
 
 
 class UsageError(Exception):
     """Bad arguments or missing inputs: reported on stderr, exit code 2."""
 
 
+def data_layout() -> str:
+    """The data layout paragraph of the package docstring (shown by --help)."""
+    import lavis_regionvlm.reproduce as package
+
+    return "The data root is" + package.__doc__.split("The data root is", 1)[1].rstrip()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lavis_regionvlm.reproduce", description=__doc__.split("\n\n")[0],
-                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     epilog=__doc__.split("\n\n", 1)[1] + "\n\n" + data_layout(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", required=True, type=Path, help="the data folder (layout: see above)")
+    parser.add_argument("--data-root", required=True, type=Path, help="the data folder (layout: below)")
     parser.add_argument("--model-type", default=RELEASED_MODEL_TYPE,
                         help=f"blip2_t5_region model type (default {RELEASED_MODEL_TYPE}; tiny for a CPU try)")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="the fine-tuned checkpoint (default: $REGIONVLM_CHECKPOINT)")
+    parser.add_argument("--baseline-model-type", default="auto",
+                        help="model type of Table 4's red-circle and crop baselines; auto (default): "
+                             f"{BLIP2_MODEL_TYPE} (BLIP-2, as in the paper) when --model-type is "
+                             f"{RELEASED_MODEL_TYPE}, else --model-type with its checkpoint")
     parser.add_argument("--tables", default="all", help="'all' or paper table numbers, e.g. 1,4")
     parser.add_argument("--out", type=Path, default=Path("output/reproduce"),
                         help="results folder: one sub-folder per evaluation, results.json, results.md")
@@ -85,10 +97,12 @@ def resolve_arguments(args: argparse.Namespace) -> Settings:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.sam_config = args.sam_config or args.projects / "ris_proposals_refcoco.yaml"
+    if args.baseline_model_type == "auto":
+        args.baseline_model_type = BLIP2_MODEL_TYPE if args.model_type == RELEASED_MODEL_TYPE else args.model_type
     return Settings(data_root=args.data_root.resolve(), projects=args.projects, out=args.out.resolve(),
                     model_type=args.model_type, device=args.device,
                     checkpoint=args.checkpoint.resolve() if args.checkpoint else None,
-                    options=tuple(args.options))
+                    options=tuple(args.options), baseline_model_type=args.baseline_model_type)
 
 
 def proposal_jobs(plan: list[Evaluation], configs: dict[str, dict], inspections: dict[str, Inspection],
@@ -130,6 +144,8 @@ def print_plan(plan: list[Evaluation], tables_of: dict[str, list[int]], inspecti
         rough = rough or source == "rough"
         total += seconds
         variant = " ".join(f"{k}={v}" for k, v in evaluation.run.items())
+        if configs[evaluation.name]["model"]["model_type"] != settings.model_type:
+            variant += f" model_type={configs[evaluation.name]['model']['model_type']}"
         say(f"  {evaluation.name:<28} table {tables:<6} {'/'.join(evaluation.splits)} {variant} ({size})"
             f"  ~{estimate.format_duration(seconds)} ({source})")
     say(f"estimated total: ~{estimate.format_duration(total)}" + (" (rough: per-item rates, see "

@@ -36,8 +36,9 @@ SOURCES = {  # dataset -> where to get it (the README's data layout says the sam
               "defaults.yaml), nocaps_val_4500_captions.json and the val images (https://nocaps.org/download)",
     "sam": "SAM ViT-H checkpoint sam_vit_h_4b8939.pth: "
            "https://github.com/facebookresearch/segment-anything#model-checkpoints",
-    "checkpoint": "the authors' released RegionVLM checkpoint (README, 'Load the released weights'); "
-                  "pass it with --checkpoint",
+    "checkpoint": "the authors' released RegionVLM checkpoint, linked from the README of "
+                  "https://github.com/jbeomlee93/RegionVLM ('Pre-trained model used in this paper'); "
+                  "pass it with --checkpoint or REGIONVLM_CHECKPOINT",
 }
 SHOWN = 3  # missing images named per folder; the rest are counted
 

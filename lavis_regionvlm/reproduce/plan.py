@@ -3,7 +3,8 @@
 Every evaluation is a project YAML of `projects/regionvlm/` (the template) with:
 - its data paths under the data root: values the YAMLs write as `data/...` become
   `<data-root>/...`, and `${oc.env:REGIONVLM_DATA}` is the data root;
-- the model type and checkpoint given on the command line;
+- the model type and checkpoint given on the command line (Table 4's baselines: the baseline
+  model type, BLIP-2 by default, see `model_type`);
 - run overrides: device, output folder, the splits, and the variant's settings (`ris_method`,
   `dilation_px`, `num_points`);
 - the user's `--options` (`datasets.*.` stands for the config's dataset).
@@ -48,6 +49,7 @@ RIS_DATASETS = {  # dataset -> (template, name, splits of the plain evaluation)
     "refcoco+": ("ris_refcoco_plus_eval.yaml", "ris_refcoco_plus", ("val", "testA", "testB")),
     "refcocog": ("ris_refcocog_eval.yaml", "ris_refcocog", ("val",)),  # the paper reports G-Ref val
 }
+BASELINE_METHODS = ("red_circle", "crop")
 RIS_VARIANTS = {  # name suffix -> run overrides; variants run on val only (Tables 4, 6, 7)
     "_red_circle": {"ris_method": "red_circle"},
     "_crop": {"ris_method": "crop"},
@@ -102,6 +104,7 @@ class Settings:
     checkpoint: Optional[Path]
     device: str
     options: tuple[str, ...] = ()
+    baseline_model_type: Optional[str] = None  # Table 4's baselines; None = model_type (with the checkpoint)
 
 
 @contextlib.contextmanager
@@ -143,12 +146,21 @@ def job_dir(evaluation: Evaluation, settings: Settings) -> Path:
     return settings.out / evaluation.name / "run"
 
 
+def model_type(evaluation: Evaluation, settings: Settings) -> str:
+    """The model an evaluation runs: Table 4's baselines (`ris_method` red_circle | crop) run
+    on `settings.baseline_model_type` when set (the paper ran them on BLIP-2), the rest on the
+    model being reproduced."""
+    if evaluation.run.get("ris_method") in BASELINE_METHODS and settings.baseline_model_type:
+        return settings.baseline_model_type
+    return settings.model_type
+
+
 def evaluation_config(evaluation: Evaluation, settings: Settings) -> dict:
     """The full LAVIS config of one evaluation (see the module docstring)."""
     config = load_template(settings.projects / evaluation.template, settings.data_root)
     model = config["model"]
-    model["model_type"] = settings.model_type
-    if settings.checkpoint is not None:
+    model["model_type"] = model_type(evaluation, settings)
+    if settings.checkpoint is not None and model["model_type"] == settings.model_type:
         model["load_finetuned"] = True
         model["finetuned"] = str(settings.checkpoint)
     (dataset_name,) = config["datasets"]

@@ -73,7 +73,8 @@ def markdown(results: dict) -> str:
     """results.md (see the module docstring)."""
     settings = results["settings"]
     lines = ["# RegionVLM: our evaluation beside the paper's numbers", "",
-             f"Model type `{settings['model_type']}`, checkpoint `{settings['checkpoint']}`, "
+             f"Model type `{settings['model_type']}`, checkpoint `{settings['checkpoint']}` "
+             f"(Table 4's baselines: `{settings.get('baseline_model_type') or settings['model_type']}`), "
              f"data root `{settings['data_root']}`, device `{settings['device']}`. "
              "Paper: Lee, Chun, Yun, NAACL 2024.", ""]
     for number, table in results["tables"].items():
@@ -110,5 +111,6 @@ def write_results(results: dict, out: Path) -> tuple[Path, Path]:
 
 def settings_record(args: Any) -> dict:
     return {"model_type": args.model_type, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "baseline_model_type": args.baseline_model_type,
             "data_root": str(args.data_root), "device": args.device, "nproc": args.nproc,
             "tables": args.tables, "options": list(args.options or [])}
