@@ -195,3 +195,16 @@ def test_reproduce_all_on_synthetic_data_survives_a_kill(data_root, tmp_path):
     markdown_text = (out / "results.md").read_text()
     assert "| **RegionVLM (ours)** |" in markdown_text and "not run" not in markdown_text
     assert markdown_text in log  # printed at the end
+
+
+def test_a_finished_run_counts_only_for_the_config_that_ran(tmp_path):
+    from lavis_regionvlm.reproduce.runner import DONE, finished
+    from lavis_regionvlm.ris.proposal_cache import write_json_atomic
+
+    config = {"model": {"model_type": "tiny"}, "run": {"num_points": 5}}
+    assert finished(tmp_path, config) is None
+    write_json_atomic(tmp_path / DONE, {"config": config, "metrics": {"val": {"mIoU": 1.0}}, "seconds": 2})
+    assert finished(tmp_path, config)["metrics"] == {"val": {"mIoU": 1.0}}
+    assert finished(tmp_path, {**config, "run": {"num_points": 15}}) is None  # other settings: run again
+    (tmp_path / DONE).write_text('{"config": ')  # a torn file is not a finished run
+    assert finished(tmp_path, config) is None
