@@ -111,6 +111,10 @@ def test_missing_inputs_are_listed_with_their_source_and_nothing_runs(tmp_path, 
     assert f"missing SAM checkpoint (to make the missing proposals): {root}/sam/sam_vit_h_4b8939.pth" in err
     assert "6 input(s) missing: nothing was run" in err and "Reproduce the paper" in err
 
+    (root / "gqa/annotations/testdev_balanced_questions.json").write_text("[{")
+    assert reproduce_main(["--data-root", str(root), "--out", str(out), "--device", "cpu", "--tables", "3"]) == 2
+    assert f"{root}/gqa/annotations/testdev_balanced_questions.json is not valid JSON" in capsys.readouterr().err
+
     from lavis_regionvlm.cli import main as cli_main
 
     assert cli_main(["reproduce", "--data-root", str(tmp_path / "nowhere")]) == 2

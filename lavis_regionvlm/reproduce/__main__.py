@@ -11,7 +11,9 @@ ran; results.md lists them), 2 bad arguments or missing inputs (nothing was run)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -193,7 +195,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run:
         return EXIT_OK
 
-    settings.out.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        err(f"reproduce: error: --out {settings.out}: {exc}")
+        return EXIT_USAGE
+    # SIGTERM ends the command like Ctrl-C: the running child is stopped first (runner.run_logged)
+    with contextlib.suppress(ValueError):  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run_plan(args, settings, chosen, plan, configs, inspections, jobs)
+    except KeyboardInterrupt:
+        err("reproduce: interrupted; run the same command again to go on (finished evaluations are kept)")
+        return 130
+
+
+def run_plan(args: argparse.Namespace, settings: Settings, chosen: list, plan: list[Evaluation],
+             configs: dict[str, dict], inspections: dict[str, Inspection], jobs: dict[str, dict]) -> int:
+    """Make the missing proposals, run the evaluations, write and print the results."""
     outcomes: dict[str, Outcome] = {}
     failed_datasets = {}
     for dataset, config in jobs.items():

@@ -120,6 +120,15 @@ def _images(root: Path, names: Iterable[str], what: str, source: str) -> list[Mi
     return [Missing(f"{len(absent)} of {len(names)} {what} ({shown})", str(root), source)]
 
 
+def _read_json(path: Path):
+    """A JSON file; ValueError naming the file when it is not valid JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
 @functools.lru_cache(maxsize=None)
 def _refer_split(ann_dir: str, split_by: str, split: str) -> tuple:
     from lavis_regionvlm.ris.refer import load_split
@@ -141,8 +150,9 @@ def _ris(evaluation: Evaluation, info: dict, run: dict, source: str) -> Inspecti
     for split in evaluation.splits:
         try:
             split_images = _refer_split(str(ann_dir), split_by, split)
-        except (ValueError, OSError, KeyError) as exc:
-            result.missing.append(Missing(f"REFER split {split!r} ({exc})", str(ann_dir), source))
+        except Exception as exc:  # noqa: BLE001  (unreadable REFER files: reported, not raised)
+            result.missing.append(Missing(f"readable REFER split {split!r} ({type(exc).__name__}: {exc})",
+                                          str(ann_dir), source))
             continue
         split_names = [image.file_name for image in split_images]
         names += split_names
@@ -166,9 +176,13 @@ def _vcr(evaluation: Evaluation, info: dict, run: dict, source: str) -> Inspecti
         if not _file(path, f"VCR {split} annotations", source, result.missing):
             continue
         with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()][:limit]
+            try:
+                rows = [json.loads(line) for line in f if line.strip()][:limit]
+                names += [name for row in rows for name in (row["img_fn"], row["metadata_fn"])]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}: not a VCR annotation file (a JSON object with img_fn and "
+                                 f"metadata_fn per line): {type(exc).__name__}: {exc}") from None
         questions += len(rows)
-        names += [name for row in rows for name in (row["img_fn"], row["metadata_fn"])]
     if ok:
         result.missing += _images(images, names, "VCR images and metadata files", source)
     result.size = {"images": len({n for n in names if not n.endswith(".json")}), "questions": questions}
@@ -204,8 +218,9 @@ def _lavis_questions(evaluation: Evaluation, info: dict, run: dict, source: str)
                                           "build_info.annotations", source))
             continue
         if paths[0].is_file():
-            with open(paths[0]) as f:
-                entries = json.load(f)
+            entries = _read_json(paths[0])
+            if not isinstance(entries, list) or not all(isinstance(e, dict) and "image" in e for e in entries):
+                raise ValueError(f"{paths[0]}: expected LAVIS's format, a list of objects with an 'image' key")
             items += len(entries)
             names += [entry["image"] for entry in entries]
     if ok:
