@@ -5,7 +5,6 @@ import io
 import json
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -18,9 +17,9 @@ QUESTIONS = ("what is [0]?", "what colour is it?", "and is [0] big?")
 
 
 @pytest.fixture(scope="module")
-def image_path(tmp_path_factory):
+def image_path(tmp_path_factory, random_image):
     path = tmp_path_factory.mktemp("layouts") / "img.png"
-    Image.fromarray((np.random.default_rng(3).random((48, 80, 3)) * 255).astype(np.uint8)).save(path)
+    Image.fromarray(random_image(seed=3)).save(path)
     return path
 
 
