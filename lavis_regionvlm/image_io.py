@@ -123,7 +123,8 @@ def _decode(stream: BinaryIO, name: str, limits: Optional[ImageLimits]) -> Image
         raise ImageInputError(f"cannot read {name}: it is empty; give an image file (PNG, JPEG, ...)")
     stream.seek(start)
     try:
-        image = Image.open(stream)
+        with _our_pixel_limit(limits):
+            image = Image.open(stream)
     except UnidentifiedImageError:
         raise ImageInputError(f"cannot read {name}: it is not an image file (PNG, JPEG, WebP, ...)") from None
     except Image.DecompressionBombError as exc:
@@ -142,6 +143,25 @@ def _decode(stream: BinaryIO, name: str, limits: Optional[ImageLimits]) -> Image
             raise ImageInputError(f"{name} is too large an image: {exc}", 413) from None
         except Exception as exc:  # noqa: BLE001  (decoders raise OSError, SyntaxError, struct.error, ...)
             raise ImageInputError(f"cannot read {name}: it is truncated or corrupt ({exc})") from None
+
+
+@contextmanager
+def _our_pixel_limit(limits: Optional[ImageLimits]) -> Iterator[None]:
+    """While the header is read: where `limits` sets a pixel limit, it replaces PIL's own
+    decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`, which would refuse before our check
+    and name no option), so the refusal names the caller's option at whatever value it has.
+    The limit is checked right after, before any pixel is decoded. Serialised like
+    `_strict_decode`, and restored."""
+    if limits is None or limits.max_pixels is None:
+        yield
+        return
+    with _DECODE_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 @contextmanager

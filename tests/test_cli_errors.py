@@ -77,7 +77,15 @@ def image_args(f, *extra):
 # (id, argv from the files, exit code, fragments the one error line must hold)
 CASES = [
     ("400MP image", lambda f: ("caption", "--image", f["huge.png"], "--model-type", "tiny"), 2,
-     lambda f: ["--image", str(f["huge.png"]), "400000000 pixels"]),
+     lambda f: ["--image", str(f["huge.png"]), "20000x20000", "100.0 MP", "option --max-image-mp"]),
+    ("max-image-mp 0", lambda f: ("caption", *image_args(f, "--max-image-mp", "0")), 2,
+     lambda f: ["--max-image-mp", "must be a finite number > 0"]),
+    ("RLE mask over the mask limit", lambda f: ("caption", *image_args(
+        f, "--region", '{"rle": {"size": [16000, 16000], "counts": "0"}}')), 2,
+     lambda f: ["--region #1", "16000x16000", "option --max-mask-mp"]),
+    ("polygons canvas over a lowered mask limit", lambda f: ("caption", *image_args(
+        f, "--max-mask-mp", "0.001", "--region", '{"polygons": [[1, 1, 9, 1, 5, 5]], "height": 48, "width": 80}')), 2,
+     lambda f: ["--region #1", "48x80", "option --max-mask-mp"]),
     ("missing checkpoint", lambda f: ("caption", *image_args(f, "--checkpoint", f["img.png"].parent / "no.pth")), 2,
      lambda f: ["--checkpoint: no such file", "no.pth"]),
     ("checkpoint folder", lambda f: ("caption", *image_args(f, "--checkpoint", f["ckpt_dir"])), 2,
@@ -147,7 +155,7 @@ def test_a_bad_invocation_is_one_line_and_an_exit_code(files, capfd, name, argv,
 
 
 def test_an_unexpected_error_is_one_line_unless_debug(files, monkeypatch):
-    def broken(path):
+    def broken(path, max_megapixels=None):
         raise KeyError("boom")
 
     monkeypatch.setattr(cli_module, "read_image", broken)
@@ -159,7 +167,7 @@ def test_an_unexpected_error_is_one_line_unless_debug(files, monkeypatch):
 
 
 def test_ctrl_c_exits_130_quietly(files, monkeypatch):
-    def interrupted(path):
+    def interrupted(path, max_megapixels=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_module, "read_image", interrupted)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import string
 import sys
 from pathlib import Path
@@ -73,6 +74,17 @@ def _int_at_least(minimum: int):
         return number
 
     return parse
+
+
+def _positive_float(value: str) -> float:
+    """argparse type: a finite float > 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return number
 
 
 def _device_arg(value: str) -> str:
@@ -150,12 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False, parents=[model])
     common.add_argument("--image", required=True, help="image file")
     common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    common.add_argument("--max-image-mp", type=_positive_float, default=100.0,
+                        help="largest --image accepted, in megapixels (default 100), read from its header")
 
     regions = argparse.ArgumentParser(add_help=False)
     regions.add_argument("--region", dest="regions", action="append", type=_region_arg, default=[],
                          metavar="JSON", help='region JSON or a JSON file, e.g. \'{"box": [0.1, 0.2, 0.5, 0.9]}\'')
     regions.add_argument("--points", dest="regions", action="append", type=_points_arg,
                          metavar="TEXT", help='point text, e.g. "[32 64] [37 62]"')
+    regions.add_argument("--max-mask-mp", type=_positive_float, default=64.0,
+                         help="largest region mask (RLE size, polygons canvas) in megapixels (default 64), "
+                              "checked before decoding")
 
     generation = argparse.ArgumentParser(add_help=False)
     generation.add_argument("--num-beams", type=_int_at_least(1), default=None, help="beam search width (>= 1)")
@@ -212,10 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- inputs
 
 
-def read_region_arg(flag: str, value: str, position: int):
-    """One --region / --points value -> Region, or CliError naming the argument."""
+def read_region_arg(flag: str, value: str, position: int, max_mask_pixels: int | None = None):
+    """One --region / --points value -> Region, or CliError naming the argument. A mask larger
+    than `max_mask_pixels` is refused before it is decoded."""
+    from lavis_regionvlm.demo.limits import region_mask_size
     from lavis_regionvlm.interactive.regions_input import as_region, parse_points
     from lavis_regionvlm.regions import RegionError
+    from lavis_regionvlm.regions.masks import check_mask_pixels
 
     where = f"{flag} #{position + 1}"
     try:
@@ -229,6 +249,9 @@ def read_region_arg(flag: str, value: str, position: int):
                                " (for point text use --points)")
             text = path.read_text()
             where = f"{where} ({path})"
+        size = region_mask_size(text)
+        if size is not None and max_mask_pixels is not None:
+            check_mask_pixels(*size, max_mask_pixels, "option --max-mask-mp")
         return as_region(text, where)
     except RegionError as exc:
         message = str(exc)
@@ -236,18 +259,22 @@ def read_region_arg(flag: str, value: str, position: int):
 
 
 def read_regions(args) -> list:
-    return [read_region_arg(flag, value, i) for i, (flag, value) in enumerate(args.regions or [])]
+    max_pixels = int(args.max_mask_mp * 1e6)
+    return [read_region_arg(flag, value, i, max_pixels) for i, (flag, value) in enumerate(args.regions or [])]
 
 
-def read_image(path: str):
+def read_image(path: str, max_megapixels: float | None = None):
+    """--image -> RGB image (EXIF orientation applied), or CliError naming the file and, for an
+    image over `max_megapixels`, the option --max-image-mp."""
     from PIL import Image
 
-    from lavis_regionvlm.interactive.predictor import load_image
+    from lavis_regionvlm.image_io import ImageLimits, load_image
 
     if Path(path).is_dir():
         raise CliError(f"--image: {path} is a folder, not an image file")
+    limits = None if max_megapixels is None else ImageLimits(int(max_megapixels * 1e6), options="option --max-image-mp")
     try:
-        return load_image(path)
+        return load_image(path, limits=limits)
     except FileNotFoundError:
         raise CliError(f"--image: no such file: {path}") from None
     except (ValueError, OSError, Image.DecompressionBombError) as exc:
@@ -573,7 +600,7 @@ def _run(args, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     if args.command in EARLY_CHECKS:
         EARLY_CHECKS[args.command](args, regions)
     check_checkpoint(args)
-    image = read_image(args.image)
+    image = read_image(args.image, args.max_image_mp)
     predictor = load_predictor(args)
     predictor.set_image(image)
     if args.command == "chat":
