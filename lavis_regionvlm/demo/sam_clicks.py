@@ -107,10 +107,10 @@ class ClickSegmenter:
             return self._last[1]
         mask_input = self._last[2] if self._last is not None and prompt.extends(self._last[0]) else None
         width, height = self.size
-        scale = np.array([width, height], np.float32)
-        coords = np.asarray(prompt.points, np.float32).reshape(-1, 2) * scale if prompt.points else None
+        scale = np.array([width, height], np.float64)
+        coords = np.asarray(prompt.points, np.float64).reshape(-1, 2) * scale if prompt.points else None
         labels = np.asarray(prompt.labels, np.int64) if prompt.points else None
-        box = np.asarray(prompt.box, np.float32) * np.tile(scale, 2) if prompt.box is not None else None
+        box = np.asarray(prompt.box, np.float64) * np.tile(scale, 2) if prompt.box is not None else None
         multimask = mask_input is None and box is None and len(prompt.points) == 1
         masks, scores, logits = self.predictor.predict(point_coords=coords, point_labels=labels, box=box,
                                                        mask_input=mask_input, multimask_output=multimask)
