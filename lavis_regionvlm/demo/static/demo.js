@@ -118,11 +118,12 @@ function maskPicture(rle, colour, alpha) {
   picture.height = height;
   const pixels = picture.getContext("2d").createImageData(width, height);
   const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+  const on = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[x * height + y] === 1;
   for (let x = 0; x < width; x += 1) {
     for (let y = 0; y < height; y += 1) {
-      if (!mask[x * height + y]) continue;
-      const at = 4 * (y * width + x);
-      pixels.data.set([r, g, b, Math.round(255 * alpha)], at);
+      if (!on(x, y)) continue;
+      const edge = !(on(x - 1, y) && on(x + 1, y) && on(x, y - 1) && on(x, y + 1));
+      pixels.data.set([r, g, b, edge ? 255 : Math.round(255 * alpha)], 4 * (y * width + x));  // outline, tint
     }
   }
   picture.getContext("2d").putImageData(pixels, 0, 0);
@@ -174,14 +175,14 @@ function drawInput(region, colour, dashed, strong) {
   if (region.scribble) polyline(region.scribble, colour, dashed, width);
   else if (region.points) region.points.forEach((p) => dot(p, strong ? 8 : 6, null, colour));
   else if (region.box) rectangle(region.box, colour, dashed, width);
-  else if (region.rle) drawMask(region.rle, colour, strong ? 0.6 : 0.38);
+  else if (region.rle) drawMask(region.rle, colour, strong ? 0.6 : 0.35);
 }
 
 function drawSegmentation() {
   const result = demo.segmentation;
   if (!result || result.shown === null) return;
   const proposal = result.reply.top[result.shown];
-  if (proposal) drawMask(proposal.rle, SEGMENT_COLOUR, 0.5);
+  if (proposal) drawMask(proposal.rle, SEGMENT_COLOUR, 0.35);
 }
 
 function redraw() {
@@ -547,8 +548,9 @@ function guarded(action) {
   return (...args) => action(...args).catch((error) => showError(error.message));
 }
 
-// Enter adds the region being drawn (in a text box it sends that box's form, as usual);
-// Escape cancels the region being drawn; Ctrl/Cmd+Z undoes (the browser's own undo in a text box).
+// Enter adds the region being drawn (in a text box it sends that box's form, on a button it
+// presses it, as usual); Escape cancels the region being drawn; Ctrl/Cmd+Z undoes (in a text
+// box, the browser's own undo).
 document.addEventListener("keydown", (event) => {
   const target = event.target;
   const typing = target.tagName === "TEXTAREA" || target.tagName === "BUTTON" ||
