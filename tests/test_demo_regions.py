@@ -197,7 +197,8 @@ def test_limits_of_the_region_tools_name_their_options(demo_server, scene_png):
     server = demo_server(mask_generator=mask_generator("tiny"), limits=UploadLimits(max_bytes=6000),
                          requests=RequestLimits(max_mask_pixels=1000, max_sam_clicks=2, max_regions=1))
     with httpx.Client(base_url=server.url, timeout=120) as http:
-        sid = http.post("/api/sessions", files={"image": ("s.png", scene_png.read_bytes(), "image/png")}).json()["session"]
+        image = {"image": ("s.png", scene_png.read_bytes(), "image/png")}
+        sid = http.post("/api/sessions", files=image).json()["session"]
         response = upload_mask(http, sid, png(Image.new("L", (64, 64), 255)))
         assert response.status_code == 413 and "(server option --max-mask-mp)" in response.json()["error"]
         noise = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
@@ -214,6 +215,20 @@ def test_click_to_mask_off_without_sam(demo_server, scene_png):
     server = demo_server()
     with httpx.Client(base_url=server.url, timeout=60) as http:
         assert http.get("/api/info").json()["click_to_mask"] is False
-        sid = http.post("/api/sessions", files={"image": ("s.png", scene_png.read_bytes(), "image/png")}).json()["session"]
+        image = {"image": ("s.png", scene_png.read_bytes(), "image/png")}
+        sid = http.post("/api/sessions", files=image).json()["session"]
         response = http.post(f"/api/sessions/{sid}/sam", json={"points": [CLICK]})
         assert response.status_code == 409 and "--sam-type" in response.json()["error"]
+
+
+def test_a_mask_upload_has_the_upload_limit_not_the_json_body_limit(demo_server, scene_png):
+    server = demo_server(mask_generator=None, requests=RequestLimits(max_body_bytes=4096))
+    noise = png(Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)))
+    assert len(noise) > 4096 * 2
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        image = {"image": ("s.png", scene_png.read_bytes(), "image/png")}
+        sid = http.post("/api/sessions", files=image).json()["session"]
+        response = upload_mask(http, sid, noise)
+        assert response.status_code == 201, response.text
+        response = http.post(f"/api/sessions/{sid}/sam", content=b"x" * 5000, headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "--max-body-mb" in response.json()["error"]

@@ -184,7 +184,8 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     upload_limit = (config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES, "upload limit", "server option --max-upload-mb")
     app.add_middleware(
         Guard, max_body_bytes=limits.max_body_bytes,
-        body_limit_for=lambda method, path: upload_limit if method == "POST" and UPLOAD_ROUTES.fullmatch(path) else None,
+        body_limit_for=lambda method, path: upload_limit if method == "POST" and UPLOAD_ROUTES.fullmatch(path)
+        else None,
         body_timeout_s=limits.body_timeout_s, max_active_requests=limits.max_active_requests,
         allowed_hosts=config.allowed_hosts,
     )
