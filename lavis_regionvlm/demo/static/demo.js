@@ -106,24 +106,30 @@ function decodeCounts(text) {
 }
 window.decodeRle = decodeRle;
 
-const maskPictures = new Map();  // "colour alpha counts" -> canvas (masks are drawn often)
+const maskPictures = new Map();  // "colour alpha size counts" -> canvas (masks are drawn often)
 
+// A mask as a picture the size of the canvas: a tint of `colour` (opacity `alpha`) over its
+// pixels (nearest neighbour) and an opaque outline one canvas pixel wide along its edge.
 function maskPicture(rle, colour, alpha) {
-  const key = `${colour} ${alpha} ${rle.size} ${Array.isArray(rle.counts) ? rle.counts.join(",") : rle.counts}`;
+  const [width, height] = [canvas.width, canvas.height];
+  const key = `${colour} ${alpha} ${width}x${height} ${rle.size} ` +
+    (Array.isArray(rle.counts) ? rle.counts.join(",") : rle.counts);
   if (maskPictures.has(key)) return maskPictures.get(key);
-  const [height, width] = rle.size;
+  const [rows, columns] = rle.size;
   const mask = decodeRle(rle);
+  const nearest = (count, side) => Array.from({ length: count }, (_, i) => Math.min(side - 1, Math.floor((i + 0.5) * side / count)));
+  const [column, row] = [nearest(width, columns), nearest(height, rows)];  // canvas pixel -> mask pixel
+  const on = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[column[x] * rows + row[y]] === 1;
   const picture = document.createElement("canvas");
   picture.width = width;
   picture.height = height;
   const pixels = picture.getContext("2d").createImageData(width, height);
   const [r, g, b] = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
-  const on = (x, y) => x >= 0 && y >= 0 && x < width && y < height && mask[x * height + y] === 1;
-  for (let x = 0; x < width; x += 1) {
-    for (let y = 0; y < height; y += 1) {
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
       if (!on(x, y)) continue;
       const edge = !(on(x - 1, y) && on(x + 1, y) && on(x, y - 1) && on(x, y + 1));
-      pixels.data.set([r, g, b, edge ? 255 : Math.round(255 * alpha)], 4 * (y * width + x));  // outline, tint
+      pixels.data.set([r, g, b, edge ? 255 : Math.round(255 * alpha)], 4 * (y * width + x));
     }
   }
   picture.getContext("2d").putImageData(pixels, 0, 0);
@@ -165,8 +171,7 @@ function rectangle([x1, y1, x2, y2], colour, dashed, width = 3) {
 }
 
 function drawMask(rle, colour, alpha) {
-  context.imageSmoothingEnabled = false;
-  context.drawImage(maskPicture(rle, colour, alpha), 0, 0, canvas.width, canvas.height);
+  context.drawImage(maskPicture(rle, colour, alpha), 0, 0);
 }
 
 // What the user gave for a region (its JSON form), in its colour.
@@ -221,7 +226,10 @@ function drawCurrent(colour) {
 function currentRegion() {
   const tool = mode();
   if (tool === "sam") return demo.sam.result ? { rle: demo.sam.result.rle } : null;
-  if (tool === "box") return demo.box && demo.box[2] > demo.box[0] && demo.box[3] > demo.box[1] ? { box: demo.box } : null;
+  if (tool === "box") {
+    const box = demo.box;
+    return box && box[2] > box[0] && box[3] > box[1] ? { box } : null;
+  }
   if (!demo.drawing.length) return null;
   return tool === "scribble" ? { scribble: demo.drawing } : { points: demo.drawing };
 }
@@ -317,7 +325,8 @@ function runSam() {
       }
     }
     const result = demo.sam.result;
-    $("sam-status").textContent = result ? `SAM score ${result.score.toFixed(3)}` + (result.refined ? " (refined)" : "") : "";
+    $("sam-status").textContent = !result ? "" :
+      `SAM score ${result.score.toFixed(3)}` + (result.refined ? " (refined)" : "");
     updateButtons();
     redraw();
   });
