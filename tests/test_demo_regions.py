@@ -195,7 +195,8 @@ def test_segment_lists_the_top_proposals_with_their_masks(client, sid, generator
 
 def test_limits_of_the_region_tools_name_their_options(demo_server, scene_png):
     server = demo_server(mask_generator=mask_generator("tiny"), limits=UploadLimits(max_bytes=6000),
-                         requests=RequestLimits(max_mask_pixels=1000, max_sam_clicks=2, max_regions=1))
+                         requests=RequestLimits(max_mask_pixels=1000, max_sam_clicks=2, max_regions=1,
+                                                max_work_side=16))
     with httpx.Client(base_url=server.url, timeout=120) as http:
         image = {"image": ("s.png", scene_png.read_bytes(), "image/png")}
         sid = http.post("/api/sessions", files=image).json()["session"]
@@ -206,6 +207,8 @@ def test_limits_of_the_region_tools_name_their_options(demo_server, scene_png):
         assert response.status_code == 413 and "(server option --max-upload-mb)" in response.json()["error"]
         response = http.post(f"/api/sessions/{sid}/sam", json={"points": [CLICK] * 3})
         assert response.status_code == 413 and "--max-sam-clicks" in response.json()["error"]
+        sam = http.post(f"/api/sessions/{sid}/sam", json={"points": [CLICK]}).json()
+        assert sam["rle"]["size"] == [16, 16]  # SAM works at --max-work-side, not the image's 64 px
         assert upload_mask(http, sid, png(Image.new("L", (16, 16), 255))).status_code == 201
         response = upload_mask(http, sid, png(Image.new("L", (16, 16), 255)))
         assert response.status_code == 409 and "--max-regions" in response.json()["error"]

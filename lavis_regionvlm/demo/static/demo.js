@@ -322,6 +322,7 @@ function runSam() {
         if (samPromptIs(prompt)) demo.sam.result = result;
       } catch (error) {
         showError(error.message);
+        if (samPromptIs(prompt)) demo.sam.result = null;  // no mask for what the page shows: undo the click
       }
     }
     const result = demo.sam.result;
