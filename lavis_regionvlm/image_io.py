@@ -82,7 +82,8 @@ class ImageLimits:
             )
 
 
-def load_image(source: ImageSource, *, name: Optional[str] = None, limits: Optional[ImageLimits] = None) -> Image.Image:
+def load_image(source: ImageSource, *, name: Optional[str] = None, limits: Optional[ImageLimits] = None,
+               mode: Optional[str] = "RGB") -> Image.Image:
     """An image file -> RGB PIL image, EXIF-transposed and fully decoded.
 
     Args:
@@ -91,9 +92,10 @@ def load_image(source: ImageSource, *, name: Optional[str] = None, limits: Optio
         name: how messages call the image (e.g. "--image", "'upload.png'"); default: the
             quoted path, or "the image".
         limits: size limits checked from the header before decoding (None: none of ours).
+        mode: the PIL mode returned ("RGB"); None keeps the file's own (a mask's "L", "P", "RGBA").
 
     Returns:
-        The decoded RGB image (width, height after the EXIF orientation), detached from the file.
+        The decoded RGB image (in `mode`) (width, height after the EXIF orientation), detached from the file.
 
     Raises:
         ImageNotFoundError: a path that is not a file.
@@ -106,16 +108,16 @@ def load_image(source: ImageSource, *, name: Optional[str] = None, limits: Optio
         if not path.is_file():
             raise ImageNotFoundError(f"image file not found: {name}")
         with open(path, "rb") as stream:
-            return _decode(stream, name, limits)
+            return _decode(stream, name, limits, mode)
     name = name or "the image"
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _decode(io.BytesIO(source), name, limits)
+        return _decode(io.BytesIO(source), name, limits, mode)
     if hasattr(source, "read"):
-        return _decode(source, name, limits)
+        return _decode(source, name, limits, mode)
     raise TypeError(f"image source must be a path, bytes or a binary file, got {type(source).__name__}")
 
 
-def _decode(stream: BinaryIO, name: str, limits: Optional[ImageLimits]) -> Image.Image:
+def _decode(stream: BinaryIO, name: str, limits: Optional[ImageLimits], mode: Optional[str]) -> Image.Image:
     if not stream.seekable():  # PIL seeks while reading headers
         stream = io.BytesIO(stream.read())
     start = stream.tell()
@@ -138,7 +140,7 @@ def _decode(stream: BinaryIO, name: str, limits: Optional[ImageLimits]) -> Image
             with _strict_decode():
                 image.load()
             upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
+            return upright.convert(mode) if mode else upright.copy()
         except Image.DecompressionBombError as exc:
             raise ImageInputError(f"{name} is too large an image: {exc}", 413) from None
         except Exception as exc:  # noqa: BLE001  (decoders raise OSError, SyntaxError, struct.error, ...)

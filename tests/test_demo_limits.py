@@ -416,12 +416,13 @@ def test_every_limit_is_a_demo_option():
     add_demo_arguments(parser)
     args = parser.parse_args(["--max-body-mb", "2", "--max-text-tokens", "64", "--max-score-texts", "8",
                               "--max-mask-mp", "1.5", "--max-regions", "4", "--max-work-side", "512",
-                              "--max-active-requests", "3", "--body-timeout", "7", "--max-connections", "50",
+                              "--max-sam-clicks", "5", "--max-top-proposals", "3", "--max-active-requests", "3", "--body-timeout", "7", "--max-connections", "50",
                               "--header-timeout", "4", "--keep-alive-timeout", "2", "--allowed-hosts", "demo.lan"])
     config = demo_config(args)
     assert config.requests == RequestLimits(max_body_bytes=2 * 2**20, max_text_tokens=64, max_score_texts=8,
                                             max_mask_pixels=1_500_000, max_regions=4, max_work_side=512,
-                                            max_active_requests=3, body_timeout_s=7.0)
+                                            max_sam_clicks=5, max_top_proposals=3, max_active_requests=3,
+                                            body_timeout_s=7.0)
     assert server_limits(args) == ServerLimits(max_connections=50, header_timeout_s=4.0, keep_alive_s=2.0)
     assert config.allowed_hosts == LOCAL_HOSTS + ("demo.lan",)
     defaults = demo_config(parser.parse_args([]))

@@ -7,12 +7,14 @@ can do with curl (see `docs/demo_api.md`; `GET /openapi.json` has the schema):
     GET    /api/sessions/{id}                the session: image, regions, turns, settings
     DELETE /api/sessions/{id}                forget it
     POST   /api/sessions/{id}/regions        add a region {"region": {...}} -> index, K points sent
+    POST   /api/sessions/{id}/regions/mask   add a region from a mask PNG (multipart field "mask")
     DELETE /api/sessions/{id}/regions/last   undo the last region
+    POST   /api/sessions/{id}/sam            {"points": [[x, y]], "labels": [1], "box": null} -> SAM's mask
     POST   /api/sessions/{id}/chat           {"message": "what is [0]?"} -> answer
     POST   /api/sessions/{id}/caption        {"region": 0 | {...} | "[32 64]" | null} -> caption
     POST   /api/sessions/{id}/ask            {"question": "...", "region": ...} -> answer
     POST   /api/sessions/{id}/score          {"texts": [...], "region": ...} -> losses (nats)
-    POST   /api/sessions/{id}/segment        {"expression": "..."} -> mask (COCO RLE) + overlay PNG
+    POST   /api/sessions/{id}/segment        {"expression": "...", "top": 5} -> mask (COCO RLE), top proposals, overlay
     POST   /api/sessions/{id}/attention      {"region": ...} -> attention overlay PNG
     POST   /api/sessions/{id}/reset          {"keep_regions": false} -> clears the chat
     GET    /api/sessions/{id}/export         the chat session JSON (replayable with `Chat.replay`)
@@ -29,6 +31,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import re
 import threading
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -47,11 +50,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lavis_regionvlm.demo.guard import LOCAL_HOSTS, Guard
 from lavis_regionvlm.demo.limits import RequestLimits, TokenCounter
+from lavis_regionvlm.demo.sam_clicks import ClickPrompt
 from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSessionError
-from lavis_regionvlm.demo.uploads import UploadLimits, read_upload
+from lavis_regionvlm.demo.uploads import UploadLimits, read_mask_upload, read_upload
 from lavis_regionvlm.interactive.chat import RELEASED, Chat, check_layout
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.interactive.regions_input import as_region
+from lavis_regionvlm.regions import Region
+from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.pipeline import RisOptions
 from lavis_regionvlm.ris.segment import overlay as mask_overlay
 from lavis_regionvlm.ris.segment import segment as segment_image
@@ -63,6 +69,7 @@ REGION_HELP = ('a region index of the session (0, 1, ...), a region object ({"po
                '{"scribble": ...}, {"box": ...}, {"rle": ...}), point text "[32 64] [37 62]", or null for the whole image')
 STATIC = resources.files("lavis_regionvlm.demo") / "static"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+UPLOAD_ROUTES = re.compile(r"/api/sessions(/[^/]+/regions/mask)?")  # multipart file uploads (POST)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,10 @@ class DemoConfig:
     generator for `segment` (None: segmentation is refused with a message). allowed_hosts: host
     names accepted in the Host header (None: any; the default suits a server bound to this
     machine, see `guard`). chat_layout: the chat's T5 input layout, "released" (their
-    multi-turn layout) or "history" (ours, answers fed back); see `interactive.chat`."""
+    multi-turn layout) or "history" (ours, answers fed back); see `interactive.chat`.
+    sam_model: the SAM (`segment_anything.modeling.Sam`) for click-to-mask (/sam); None: the
+    mask generator's own (`mask_generator.predictor.model`) when it has one, else /sam is
+    refused with a message."""
 
     limits: UploadLimits = UploadLimits()
     requests: RequestLimits = RequestLimits()
@@ -81,6 +91,13 @@ class DemoConfig:
     mask_generator: Any = None
     allowed_hosts: Optional[tuple[str, ...]] = LOCAL_HOSTS
     chat_layout: str = RELEASED
+    sam_model: Any = None
+
+    def click_sam(self) -> Any:
+        """The SAM click-to-mask runs on (None: click-to-mask is off)."""
+        if self.sam_model is not None:
+            return self.sam_model
+        return getattr(getattr(self.mask_generator, "predictor", None), "model", None)
 
 
 class RegionBody(BaseModel):
@@ -101,6 +118,13 @@ class ScoreBody(RegionBody):
 
 class SegmentBody(BaseModel):
     expression: str = Field(..., min_length=1)
+    top: int = Field(5, ge=0, description="how many of the best-scored proposals to return with their masks")
+
+
+class SamBody(BaseModel):
+    points: list[list[float]] = Field([], description="clicks, relative [x, y] in [0, 1]")
+    labels: Optional[list[int]] = Field(None, description="one a click: 1 on the object, 0 not on it (default: all 1)")
+    box: Optional[list[float]] = Field(None, description="relative [x1, y1, x2, y2]")
 
 
 class ResetBody(BaseModel):
@@ -119,6 +143,14 @@ def mask_resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if mask.shape == (size[1], size[0]):
         return mask
     return np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+
+
+def top_proposals(ids: list[int], scores: list[float], proposals: list[dict], count: int) -> list[dict[str, Any]]:
+    """The `count` best-scored proposals (lowest score first: scores are nats): each its index
+    `proposal`, `score` and mask `rle` (COCO RLE at the work image's size, as SAM made it)."""
+    order = sorted(range(len(ids)), key=lambda i: scores[i])[:count]
+    return [{"proposal": ids[i], "score": round(float(scores[i]), 5), "rle": proposals[ids[i]]["segmentation"]}
+            for i in order]
 
 
 BODY_ERRORS = {  # what FastAPI's "There was an error parsing the body" was caused by
@@ -145,13 +177,15 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     store = SessionStore(predictor, partial(Chat, layout=check_layout(config.chat_layout)),
                          max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
     model_lock = threading.Lock()  # one model, many request threads: one call at a time
+    sam = config.click_sam()
     tokens = TokenCounter(predictor.model.t5_tokenizer)
     app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
     app.state.sessions = store
     upload_limit = (config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES, "upload limit", "server option --max-upload-mb")
     app.add_middleware(
         Guard, max_body_bytes=limits.max_body_bytes,
-        body_limit_for=lambda method, path: upload_limit if (method, path) == ("POST", "/api/sessions") else None,
+        body_limit_for=lambda method, path: upload_limit if method == "POST" and UPLOAD_ROUTES.fullmatch(path)
+        else None,
         body_timeout_s=limits.body_timeout_s, max_active_requests=limits.max_active_requests,
         allowed_hosts=config.allowed_hosts,
     )
@@ -208,7 +242,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     def info():
         """Model settings and server limits (what the page shows and checks)."""
         return {**predictor.settings, "limits": {**asdict(config.limits), **asdict(limits)},
-                "segmentation": config.mask_generator is not None}
+                "segmentation": config.mask_generator is not None, "click_to_mask": sam is not None}
 
     @app.post("/api/sessions", status_code=201)
     def create_session(image: UploadFile = File(..., description="the image file")):
@@ -239,6 +273,33 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
             limits.check_region_count(len(session.chat.regions))
             index = session.chat.add_region(body.region)
             return session.region_record(index)
+
+    @app.post("/api/sessions/{session_id}/regions/mask", status_code=201)
+    def add_mask_region(session_id: str, mask: UploadFile = File(..., description="a PNG: its non-zero pixels")):
+        """Add a region from a mask picture: a PNG at the image's size whose non-zero pixels
+        are the region; returns what POST .../regions returns."""
+        session = store.get(session_id)
+        pixels = read_mask_upload(mask.file, config.limits, session.predictor.image_size, limits.max_mask_pixels,
+                                  mask.filename or "mask.png")
+        with session.lock, model_lock:
+            limits.check_region_count(len(session.chat.regions))
+            index = session.chat.add_region(Region.from_mask(pixels))
+            return session.region_record(index)
+
+    @app.post("/api/sessions/{session_id}/sam")
+    def sam_mask(session_id: str, body: SamBody):
+        """SAM click-to-mask: clicks (1 on the object, 0 not) and / or a box -> SAM's mask as
+        COCO RLE at the work image's size (add it with POST .../regions {"region": {"rle": ...}})
+        and SAM's score (its predicted IoU). The image embedding is computed on the session's
+        first call and kept; a prompt that adds clicks to the previous one refines its mask."""
+        session = store.get(session_id)
+        if sam is None:
+            return JSONResponse({"error": "click-to-mask is off: start the demo with --sam-type and --sam-checkpoint "
+                                          "(or --sam-type tiny for a random-weight SAM)"}, status_code=409)
+        prompt = ClickPrompt.from_request(body.points, body.labels, body.box, limits.max_sam_clicks)
+        with session.lock, model_lock:
+            result = session.click_segmenter(sam, limits.max_work_side).predict(prompt)
+        return {"rle": mask_to_rle(result.mask), "score": round(result.score, 5), "refined": result.refined}
 
     @app.delete("/api/sessions/{session_id}/regions/last")
     def remove_last_region(session_id: str):
@@ -297,6 +358,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
             return JSONResponse({"error": "segmentation is off: start the demo with --sam-checkpoint "
                                           "(or --sam-type tiny for a random-weight SAM)"}, status_code=409)
         limits.check_text(tokens, body.expression, "expression")
+        limits.check_top(body.top)
         view = session.predictor
         with session.lock:
             work = session.work_image(limits.max_work_side)
@@ -306,10 +368,11 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
                 options = RisOptions(num_points=view.num_points, quantize=view.quantize, seed=view.seed)
                 result = segment_image(view.model, view.vis_processor, work, body.expression,
                                        session.proposals, options, image_embeds=view.image_embeds)
+            top = top_proposals(result.proposal_ids, result.scores, session.proposals, body.top)
         picture = mask_overlay(work, result.mask)
         if result.mask is not None:
             result = dataclasses.replace(result, mask=mask_resized(result.mask, view.image_size))
-        return {**result.to_json(), "overlay": png_data_url(picture)}
+        return {**result.to_json(), "top": top, "overlay": png_data_url(picture)}
 
     @app.post("/api/sessions/{session_id}/attention")
     def attention(session_id: str, body: RegionBody):

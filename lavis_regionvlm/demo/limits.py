@@ -12,6 +12,8 @@ with 24 GB of memory serving `max_sessions` users:
 | `max_mask_pixels` | `--max-mask-mp` | 4 MP | a region's mask (RLE or polygons canvas), height * width |
 | `max_regions` | `--max-regions` | 16 | regions kept per session |
 | `max_work_side` | `--max-work-side` | 1024 | the long side SAM and the overlay pictures work at (SAM's own input size) |
+| `max_sam_clicks` | `--max-sam-clicks` | 32 | clicks in one /sam request |
+| `max_top_proposals` | `--max-top-proposals` | 10 | proposals (with their masks) one /segment returns as `top` |
 | `max_active_requests` | `--max-active-requests` | 32 | requests handled at once (more: 503, retry) |
 | `body_timeout_s` | `--body-timeout` | 30 s | the whole request body must arrive within this |
 
@@ -54,6 +56,8 @@ class RequestLimits:
     max_mask_pixels: int = 4_000_000
     max_regions: int = 16
     max_work_side: int = 1024
+    max_sam_clicks: int = 32
+    max_top_proposals: int = 10
     max_active_requests: int = 32
     body_timeout_s: float = 30.0
 
@@ -80,6 +84,12 @@ class RequestLimits:
                              "(server option --max-score-texts)")
         for i, text in enumerate(texts):
             self.check_text(count, text, f"texts[{i}]")
+
+    def check_top(self, top: int) -> None:
+        """Refuse asking /segment for more than `max_top_proposals` proposals."""
+        if top > self.max_top_proposals:
+            raise LimitError(f"top: {top} proposals, over the limit of {self.max_top_proposals} "
+                             "(server option --max-top-proposals)")
 
     def check_region(self, region: Any) -> None:
         """Refuse a region whose mask (RLE or polygons canvas) is over `max_mask_pixels`,

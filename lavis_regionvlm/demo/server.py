@@ -56,7 +56,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's own options (the model options come from the CLI's common ones)."""
     parser.add_argument("--host", default=LOCALHOST, help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
-    parser.add_argument("--sam-type", default=None, help="SAM model type for segmentation: vit_h, vit_l, vit_b or tiny")
+    parser.add_argument("--sam-type", default=None,
+                        help="SAM model type for segmentation and click-to-mask: vit_h, vit_l, vit_b or tiny")
     parser.add_argument("--sam-checkpoint", default=None, help="SAM weights (e.g. sam_vit_h_4b8939.pth)")
     parser.add_argument("--max-upload-mb", type=float, default=10.0, help="largest image file accepted (MiB)")
     parser.add_argument("--max-image-mp", type=float, default=24.0, help="largest image accepted (megapixels)")
@@ -78,6 +79,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     limits.add_argument("--max-regions", type=int, default=defaults.max_regions, help="most regions a session keeps")
     limits.add_argument("--max-work-side", type=int, default=defaults.max_work_side,
                         help="long side (pixels) SAM and the overlay pictures work at; masks are scaled back")
+    limits.add_argument("--max-sam-clicks", type=int, default=defaults.max_sam_clicks,
+                        help="most clicks in one SAM click-to-mask request (/sam)")
+    limits.add_argument("--max-top-proposals", type=int, default=defaults.max_top_proposals,
+                        help="most proposals, with their masks, one /segment returns as `top`")
     limits.add_argument("--max-active-requests", type=int, default=defaults.max_active_requests,
                         help="requests handled at once (more are answered 503)")
     limits.add_argument("--body-timeout", type=float, default=defaults.body_timeout_s,
@@ -95,6 +100,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 POSITIVE_OPTIONS = ("max_upload_mb", "max_image_mp", "max_image_side", "max_sessions", "max_body_mb",
                     "max_text_tokens", "max_score_texts", "max_mask_mp", "max_regions", "max_work_side",
+                    "max_sam_clicks", "max_top_proposals",
                     "max_active_requests", "body_timeout", "max_connections", "header_timeout", "keep_alive_timeout")
 
 
@@ -127,6 +133,7 @@ def demo_config(args: argparse.Namespace, device: str = "cpu") -> DemoConfig:
         max_body_bytes=int(args.max_body_mb * 2**20), max_text_tokens=args.max_text_tokens,
         max_score_texts=args.max_score_texts, max_mask_pixels=int(args.max_mask_mp * 1e6),
         max_regions=args.max_regions, max_work_side=args.max_work_side,
+        max_sam_clicks=args.max_sam_clicks, max_top_proposals=args.max_top_proposals,
         max_active_requests=args.max_active_requests, body_timeout_s=args.body_timeout,
     )
     return DemoConfig(limits=limits, requests=requests, max_sessions=args.max_sessions, mask_generator=generator,

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 from PIL import Image
 
+from lavis_regionvlm.demo.sam_clicks import ClickSegmenter
 from lavis_regionvlm.interactive.chat import Chat
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.regions import text_to_points
@@ -49,7 +50,8 @@ class DemoSession:
     turns or caches holds it (and takes the model lock, when it needs the model, inside it),
     so a summary is never built from a list another request is changing. `work` and
     `proposals`: the image scaled for SAM and the overlays, and SAM's proposals on it (made
-    on first use)."""
+    on first use). `clicks`: SAM's predictor on the work image for click-to-mask, its image
+    embedding computed on the first click and kept (see `sam_clicks`)."""
 
     id: str
     predictor: RegionPredictor
@@ -58,6 +60,7 @@ class DemoSession:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     work: Optional[Image.Image] = field(default=None, repr=False)
     proposals: Optional[list[dict]] = field(default=None, repr=False)
+    clicks: Optional[ClickSegmenter] = field(default=None, repr=False)
 
     def work_image(self, max_side: int) -> Image.Image:
         """The session's image with its long side at most `max_side` pixels (the image itself
@@ -65,7 +68,16 @@ class DemoSession:
         if self.work is None or max(self.work.size) > max_side:
             self.work = scaled_to(self.predictor.image, max_side)
             self.proposals = None
+            self.clicks = None
         return self.work
+
+    def click_segmenter(self, sam: Any, max_side: int) -> ClickSegmenter:
+        """SAM's predictor on the work image (`work_image(max_side)`), made (the image
+        embedding computed) on first use and kept. The caller holds the model lock."""
+        work = self.work_image(max_side)
+        if self.clicks is None:
+            self.clicks = ClickSegmenter(sam, work)
+        return self.clicks
 
     def region_record(self, index: int) -> dict[str, Any]:
         """What the page draws for region `index`: its JSON form, the point text the model
