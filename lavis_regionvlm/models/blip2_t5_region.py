@@ -35,6 +35,7 @@ from lavis_regionvlm.paths import config_path
 logger = logging.getLogger(__name__)
 
 GLOBAL_REGION_MODES = ("empty_text", "query_only")
+T5_PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 WORD_EMBEDDING_TRAINING = ("point_text", "all")
 
 
@@ -108,6 +109,8 @@ class Blip2T5Region(Blip2T5):
         t5_soft_prompt_dtype: str = "float32",
         dropout: float | None = None,
         train_word_embeddings: str = "point_text",
+        lean_load: bool = False,
+        load_device: str | None = None,
     ):
         """Build the model. Every file reference may be a hub name, URL, local path or
         `regionvlm://...` package file.
@@ -136,6 +139,17 @@ class Blip2T5Region(Blip2T5):
                 tokens), the only rows that get gradients, so training computes the same
                 thing at less cost (see `point_embeddings.py`). "all": the whole table, as
                 the released code (unused rows then only decay).
+            t5_precision: T5's weight dtype. "bf16" (as released); "fp32" for GPUs without
+                bfloat16 (T4, V100), with the ViT still in fp16. "fp16" is refused: FlanT5
+                overflows in float16.
+            lean_load: build the ViT and T5 on the meta device and stream their files
+                (`vit_weights`, the `t5_model` folder's weights) memory-mapped straight into
+                their final dtype, and map the checkpoints this model loads; the same
+                weights, bit for bit, at about the final weights' size in peak memory
+                instead of about twice (see `lean_load.py`). Parts with random weights are
+                built as usual.
+            load_device: the device the model is built on (None: CPU, as LAVIS); with
+                `lean_load`, the ViT's and T5's weights go straight there.
             cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
                 (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
                 rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
@@ -165,6 +179,14 @@ class Blip2T5Region(Blip2T5):
             raise ValueError(
                 f"t5_soft_prompt_dtype must be one of {T5_SOFT_PROMPT_DTYPES}, got {t5_soft_prompt_dtype!r}"
             )
+        if t5_precision == "fp16":
+            raise ValueError(
+                "t5_precision 'fp16' is refused: FlanT5 overflows in float16 (its activations "
+                "exceed 65504 and turn into inf/NaN). Use 'bf16', or 'fp32' on GPUs without "
+                "bfloat16 (T4, V100), where the ViT still runs in fp16"
+            )
+        if t5_precision not in T5_PRECISIONS:
+            raise ValueError(f"t5_precision must be one of {tuple(T5_PRECISIONS)}, got {t5_precision!r}")
         if region_max_len < 2:
             raise ValueError(f"region_max_len must leave room for [CLS] and [SEP], got {region_max_len}")
         seeded = torch.random.fork_rng() if init_seed is not None else contextlib.nullcontext()
@@ -175,6 +197,7 @@ class Blip2T5Region(Blip2T5):
                 vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
                 vit_config, vit_weights, num_query_token, qformer_bert, qformer_init,
                 cross_attention_freq, t5_model, t5_init,
+                lean=lean_load, t5_dtype=T5_PRECISIONS[t5_precision], device=load_device,
             )
         if dropout is not None:
             set_dropout_(self, dropout)
@@ -196,10 +219,8 @@ class Blip2T5Region(Blip2T5):
         if freeze_t5:
             for param in self.t5_model.parameters():
                 param.requires_grad = False
-        if t5_precision == "bf16":
-            self.t5_model.to(torch.bfloat16)
-        elif t5_precision != "fp32":
-            raise ValueError(f"t5_precision must be 'bf16' or 'fp32', got {t5_precision!r}")
+        if load_device:
+            self.to(load_device)
 
         self.img_size = img_size
         self.prompt = prompt
@@ -213,6 +234,7 @@ class Blip2T5Region(Blip2T5):
         self.cpu_autocast = cpu_autocast
         self.qformer_bf16 = qformer_bf16
         self.t5_soft_prompt_dtype = t5_soft_prompt_dtype
+        self.lean_load = lean_load
         self.load_report: LoadReport | None = None
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
@@ -248,11 +270,12 @@ class Blip2T5Region(Blip2T5):
         self, vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
         vit_config, vit_weights, num_query_token, qformer_bert, qformer_init,
         cross_attention_freq, t5_model, t5_init,
+        lean: bool = False, t5_dtype: torch.dtype | None = None, device: str | None = None,
     ) -> None:
         self.tokenizer = builders.build_bert_tokenizer(qformer_bert)
         self.visual_encoder, self.ln_vision = builders.build_vision_encoder(
             vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
-            vit_config, vit_weights,
+            vit_config, vit_weights, lean=lean, device=device,
         )
         self.Qformer, self.query_tokens = builders.build_qformer(
             qformer_bert, self.visual_encoder.num_features, num_query_token,
@@ -261,7 +284,9 @@ class Blip2T5Region(Blip2T5):
         # Room for BLIP-2's [DEC] token, as the stage-1 checkpoint has (30523 rows).
         self.Qformer.resize_token_embeddings(len(self.tokenizer))
         self.Qformer.cls = None  # the LM head is never used
-        self.t5_tokenizer, self.t5_model = builders.build_t5(t5_model, t5_init)
+        self.t5_tokenizer, self.t5_model = builders.build_t5(
+            t5_model, t5_init, lean=lean, dtype=t5_dtype, device=device
+        )
         self.t5_proj = nn.Linear(self.Qformer.config.hidden_size, self.t5_model.config.hidden_size)
 
     # ------------------------------------------------------------------ encoding
@@ -594,11 +619,12 @@ class Blip2T5Region(Blip2T5):
         (also at `self.load_report`) says which tensors came from where.
         """
         report = LoadReport()
-        copy_into_model(self, load_state_dict(url_or_filename), report, "stage-2 checkpoint")
+        mmap = self.lean_load
+        copy_into_model(self, load_state_dict(url_or_filename, mmap=mmap), report, "stage-2 checkpoint")
         text_branch = getattr(self, "_text_branch_pretrained", None)
         if text_branch:
             copy_into_model(
-                self, load_state_dict(text_branch), report, "stage-1 text branch",
+                self, load_state_dict(text_branch, mmap=mmap), report, "stage-1 text branch",
                 keep=is_text_branch_key,
             )
         return self._finish_load(report, url_or_filename)
@@ -607,7 +633,10 @@ class Blip2T5Region(Blip2T5):
         """Load a fine-tuned checkpoint (e.g. the released RegionVLM weights, or one our
         runner saved, which holds the trainable weights only)."""
         report = LoadReport()
-        copy_into_model(self, load_state_dict(url_or_filename), report, "fine-tuned checkpoint")
+        mmap = self.lean_load
+        copy_into_model(
+            self, load_state_dict(url_or_filename, mmap=mmap), report, "fine-tuned checkpoint"
+        )
         return self._finish_load(report, url_or_filename)
 
     def frozen_keys(self) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -33,15 +34,28 @@ def _local_file(url_or_path: str) -> str:
     return path
 
 
-def load_state_dict(url_or_path: str) -> dict[str, torch.Tensor]:
+def can_mmap(path: str) -> bool:
+    """True if `torch.load(mmap=True)` can map the file: the zip format `torch.save` has
+    written since torch 1.6. Legacy (non-zip) pickles, as some LAVIS-era files may be,
+    can only be read whole."""
+    return zipfile.is_zipfile(path)
+
+
+def load_state_dict(url_or_path: str, mmap: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint with `torch.load(weights_only=True)`.
 
     Accepts a bare state dict or LAVIS's `{"model": state_dict, ...}` layout.
     A file that holds arbitrary Python objects is refused with what to do.
+    mmap: map the file instead of reading it (its tensors then read pages of the file
+    on first use); a legacy non-zip file is read whole instead, with a log line.
     """
     path = _local_file(url_or_path)
+    if mmap and not can_mmap(path):
+        logger.info("%s is a legacy (non-zip) torch file: read whole, not memory-mapped "
+                    "(re-save it with torch.save to map it)", path)
+        mmap = False
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path} holds Python objects besides tensors, so it was not loaded "
