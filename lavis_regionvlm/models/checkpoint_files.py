@@ -41,14 +41,14 @@ BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads":
 STAGE1_HEADS = {"vision_proj": 256, "text_proj": 256, "itm_head": 2}  # Blip2Qformer's embed_dim 256
 
 
-def _random_state(shapes: dict[str, tuple[torch.Size, torch.dtype]], generator: torch.Generator,
-                  dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def _random_state(shapes: dict[str, tuple[torch.Size, torch.dtype]],
+                  generator: torch.Generator) -> dict[str, torch.Tensor]:
     """key -> (shape, dtype) to seeded random tensors (normal, std 0.02; integer buffers: arange)."""
     out = {}
     for key, (shape, own_dtype) in shapes.items():
         if own_dtype.is_floating_point:
             tensor = torch.empty(shape, dtype=torch.float32).normal_(0.0, 0.02, generator=generator)
-            out[key] = tensor.to(dtype or own_dtype)
+            out[key] = tensor.to(own_dtype)
         else:  # e.g. BERT's position_ids: the values the model itself registers
             out[key] = torch.arange(shape[-1], dtype=own_dtype).expand(shape).clone()
     return out
@@ -66,7 +66,10 @@ def write_vocab(target: Path, vocab_size: int) -> None:
     (target / "vocab.txt").write_text("\n".join(tokens[:vocab_size]) + "\n")
 
 
-def write_checkpoint_set(
+Shapes = dict[str, tuple[torch.Size, torch.dtype]]
+
+
+def plan_checkpoint_set(
     folder: str | Path,
     *,
     image_size: int = 364,
@@ -77,20 +80,19 @@ def write_checkpoint_set(
     cross_attention_freq: int = 2,
     vit_dtype: torch.dtype = torch.float16,
     max_shard_size: str | int = "10GB",
-    seed: int = 0,
-) -> dict[str, str]:
-    """Write the set into `folder`; return {"vit_weights", "bert", "t5_model", "stage1",
-    "stage2", "regionvlm"} -> path. Defaults: the released model's sizes (EVA ViT-g at 364
-    px, BERT-base Q-Former, FlanT5-XL): about 17 GB (vit 2.0, t5 11.4, bert 0.4, stage-1 0.8,
-    stage-2 0.4, regionvlm 0.6).
+) -> dict[str, Shapes]:
+    """Write the set's small text files (configs, vocabularies, tokenizer, T5 shard index) into
+    `folder` and return what each weight file will hold: relative path -> {key: (shape, dtype)}.
+    Files whose name ends in `.pth` and is not the ViT's are saved as `{"model": state_dict}`.
 
     Args:
-        vit: EVA ViT dims (`patch_size`, `embed_dim`, `depth`, `num_heads`, `mlp_ratio`).
-        bert: BERT config keys over the tiny BERT's (`hidden_size`, `vocab_size`, ...).
+        vit: EVA ViT dims (`patch_size`, `embed_dim`, `depth`, `num_heads`, `mlp_ratio`);
+            default EVA ViT-g.
+        bert: BERT config keys over the tiny BERT's (`hidden_size`, `vocab_size`, ...);
+            default BERT-base.
         t5_config: a T5 `config.json` path or dict (`FLAN_T5_CONFIGS / "xl" / "config.json"`).
         vit_dtype: dtype of the ViT file (half, as `eva_vit_g.pth`).
         max_shard_size: T5 shard limit, as `save_pretrained`'s (HF's "10GB" default).
-        seed: seed of every random value.
     """
     from lavis.models.eva_vit import VisionTransformer
     from transformers import BertConfig, BertForPreTraining
@@ -100,9 +102,8 @@ def write_checkpoint_set(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(seed)
     vit = dict(EVA_VIT_G if vit is None else vit)
-    paths = {}
+    plan: dict[str, Shapes] = {}
 
     # BERT folder (stands for bert-base-uncased)
     bert_dir = folder / "bert"
@@ -113,11 +114,11 @@ def write_checkpoint_set(
     shutil.copy(TINY_ASSETS / "bert" / "tokenizer_config.json", bert_dir)
     write_vocab(bert_dir, bert_config["vocab_size"])
     with meta_device():
-        bert_model = BertForPreTraining(BertConfig(**bert_config))
-    torch.save(_random_state(_shapes(bert_model), generator), bert_dir / "pytorch_model.bin")
-    paths["bert"] = str(bert_dir)
+        # the LM head's decoder is tied to the word embeddings: stored once, as in bert-base-uncased
+        plan["bert/pytorch_model.bin"] = _shapes(BertForPreTraining(BertConfig(**bert_config)),
+                                                 skip=lambda k: k == "cls.predictions.decoder.weight")
 
-    # T5 folder
+    # T5 folder: config and the tiny tokenizer
     t5_dir = folder / "t5"
     t5_dir.mkdir(exist_ok=True)
     config = t5_config if isinstance(t5_config, dict) else json.loads(Path(t5_config).read_text())
@@ -125,7 +126,6 @@ def write_checkpoint_set(
     for path in (TINY_ASSETS / "t5").iterdir():
         if path.name != "config.json":
             shutil.copy(path, t5_dir / path.name)
-    paths["t5_model"] = str(t5_dir)
 
     # ViT file at 224 px
     with meta_device():
@@ -133,10 +133,9 @@ def write_checkpoint_set(
             img_size=VIT_FILE_IMAGE_SIZE, use_mean_pooling=False, qkv_bias=True,
             norm_layer=partial(nn.LayerNorm, eps=1e-6), **vit,
         )
-    paths["vit_weights"] = str(folder / "eva_vit.pth")
-    torch.save(_random_state(_shapes(vit_file_model), generator, vit_dtype), paths["vit_weights"])
+    plan["eva_vit.pth"] = {k: (shape, vit_dtype) for k, (shape, _) in _shapes(vit_file_model).items()}
 
-    # the whole model on meta: the keys and shapes of the Q-Former files and of T5
+    # the whole model on meta: the keys and shapes of T5 and of the Q-Former files
     with meta_device():
         template = Blip2T5Region(
             vit_model="eva_vit", img_size=image_size, vit_config=vit, vit_precision="fp32",
@@ -146,40 +145,53 @@ def write_checkpoint_set(
         )
     t5_keys = _shapes(template.t5_model, skip=lambda k: k.endswith("embed_tokens.weight"))  # tied to `shared`
     shards, index = shard_checkpoint(_meta_placeholders(t5_keys), max_shard_size=max_shard_size)
-    for name, shard in shards.items():  # one shard in memory at a time
-        torch.save(_random_state({k: t5_keys[k] for k in shard}, generator), t5_dir / name)
+    for name, shard in shards.items():
+        plan[f"t5/{name}"] = {k: t5_keys[k] for k in shard}
     if index is not None:
         (t5_dir / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
 
-    own = _shapes(template)
-    trainable = {k: v for k, v in own.items()
-                 if not k.startswith(("visual_encoder.", "t5_model."))}
-    qformer_all = _random_state(trainable, generator)
-
-    # stage 1: the whole Q-Former (LM head included) and the stage-1 heads
+    trainable = _shapes(template, skip=lambda k: k.startswith(("visual_encoder.", "t5_model.")))
+    # stage 1: the whole Q-Former (LM head included) and the stage-1 heads, no t5_proj
     with meta_device():
         stage1_qformer = _stage1_qformer(template, bert_config, vit["embed_dim"], num_query_token,
                                          cross_attention_freq)
-    stage1 = {k: v for k, v in qformer_all.items() if not k.startswith("t5_proj.")}
-    stage1.update(_random_state({f"Qformer.{k}": v for k, v in _shapes(stage1_qformer).items()
-                                 if k.startswith("cls.")}, generator))
+    stage1 = {k: v for k, v in trainable.items() if not k.startswith("t5_proj.")}
+    stage1.update({f"Qformer.{k}": v for k, v in _shapes(stage1_qformer).items() if k.startswith("cls.")})
     hidden = bert_config["hidden_size"]
     for head, width in STAGE1_HEADS.items():
-        stage1.update(_random_state({f"{head}.weight": (torch.Size([width, hidden]), torch.float32),
-                                     f"{head}.bias": (torch.Size([width]), torch.float32)}, generator))
-    stage1["temp"] = torch.tensor(0.07)
-    paths["stage1"] = str(folder / "stage1.pth")
-    torch.save({"model": stage1}, paths["stage1"])
-
-    # stage 2: no text branch
-    paths["stage2"] = str(folder / "stage2.pth")
-    stage2 = {k: v for k, v in _random_state(trainable, generator).items() if not is_text_branch_key(k)}
-    torch.save({"model": stage2}, paths["stage2"])
-
+        stage1[f"{head}.weight"] = (torch.Size([width, hidden]), torch.float32)
+        stage1[f"{head}.bias"] = (torch.Size([width]), torch.float32)
+    stage1["temp"] = (torch.Size([]), torch.float32)
+    plan["stage1.pth"] = stage1
+    # stage 2: no text branch (Blip2T5 deletes it)
+    plan["stage2.pth"] = {k: v for k, v in trainable.items() if not is_text_branch_key(k)}
     # released-style RegionVLM file: Q-Former with its text branch, queries, projection, ln_vision
-    paths["regionvlm"] = str(folder / "regionvlm.pth")
-    torch.save({"model": _random_state(trainable, generator)}, paths["regionvlm"])
-    return paths
+    plan["regionvlm.pth"] = dict(trainable)
+    return plan
+
+
+def planned_bytes(plan: dict[str, Shapes]) -> dict[str, int]:
+    """Bytes of tensor data each planned file will hold (the file adds a few KB)."""
+    return {name: sum(shape.numel() * dtype.itemsize for shape, dtype in shapes.values())
+            for name, shapes in plan.items()}
+
+
+def write_checkpoint_set(folder: str | Path, seed: int = 0, **plan_kwargs) -> dict[str, str]:
+    """Write the set into `folder` (see `plan_checkpoint_set` for the arguments) with seeded
+    random values, one file in memory at a time; return {"vit_weights", "bert", "t5_model",
+    "stage1", "stage2", "regionvlm"} -> path. At the defaults (EVA ViT-g at 364 px, BERT-base
+    Q-Former, FlanT5-XL) about 17 GB, the largest file (the first T5 shard) 9.4 GB."""
+    folder = Path(folder)
+    plan = plan_checkpoint_set(folder, **plan_kwargs)
+    generator = torch.Generator().manual_seed(seed)
+    for name, shapes in plan.items():
+        state = _random_state(shapes, generator)
+        wrapped = name.endswith(".pth") and name != "eva_vit.pth"
+        torch.save({"model": state} if wrapped else state, folder / name)
+        del state
+    return {"vit_weights": str(folder / "eva_vit.pth"), "bert": str(folder / "bert"),
+            "t5_model": str(folder / "t5"), "stage1": str(folder / "stage1.pth"),
+            "stage2": str(folder / "stage2.pth"), "regionvlm": str(folder / "regionvlm.pth")}
 
 
 def _meta_placeholders(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> dict[str, torch.Tensor]:
