@@ -65,6 +65,10 @@ class Blip2T5Region(Blip2T5):
           branch from the stage-1 checkpoint (or `bert-base-uncased` without it).
         - `regionvlm_flant5xl`: the authors' released RegionVLM checkpoint, from the
           path in `$REGIONVLM_CHECKPOINT` or the config's `finetuned`.
+        - `pretrain_flant5xxl`, `regionvlm_flant5xxl`: the same with FlanT5-XXL (no released
+          RegionVLM weights at this size: `regionvlm_flant5xxl` loads one you trained).
+        The full-size types load leanly (`lean_load`); `t5_precision: fp32` runs them on GPUs
+        without bfloat16.
 
     Usage:
         >>> from lavis.models import load_model_and_preprocess
@@ -75,6 +79,8 @@ class Blip2T5Region(Blip2T5):
         "tiny": config_path("models/blip2_t5_region_tiny.yaml"),
         "pretrain_flant5xl": config_path("models/blip2_t5_region_pretrain_flant5xl.yaml"),
         "regionvlm_flant5xl": config_path("models/blip2_t5_region_regionvlm_flant5xl.yaml"),
+        "pretrain_flant5xxl": config_path("models/blip2_t5_region_pretrain_flant5xxl.yaml"),
+        "regionvlm_flant5xxl": config_path("models/blip2_t5_region_regionvlm_flant5xxl.yaml"),
     }
 
     def __init__(
