@@ -418,7 +418,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     print(table(results))
     if results.get("load"):
         print()
-        print(load.table(results["load"]["rows"], results["load"]["machine"]))
+        print(load.table(results["load"]["rows"], results["load"]["machine"], results["load"]["stock_formula"]))
         print()
         print(load.estimates_table(results["load"]["estimates"]))
     print(f"\ntotal {results['total_seconds']:.0f} s")

@@ -26,7 +26,8 @@ from torch import nn
 
 from lavis_regionvlm.models import builders
 from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
-from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
+from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model
+from lavis_regionvlm.models.lean_load import pages_released_after_copy, read_checkpoint
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
 from lavis_regionvlm.models.t5_numerics import T5_SOFT_PROMPT_DTYPES, T5Numerics, t5_numerics
@@ -625,25 +626,27 @@ class Blip2T5Region(Blip2T5):
         (also at `self.load_report`) says which tensors came from where.
         """
         report = LoadReport()
-        mmap = self.lean_load
-        copy_into_model(self, load_state_dict(url_or_filename, mmap=mmap), report, "stage-2 checkpoint")
+        self._copy_checkpoint(url_or_filename, report, "stage-2 checkpoint")
         text_branch = getattr(self, "_text_branch_pretrained", None)
         if text_branch:
-            copy_into_model(
-                self, load_state_dict(text_branch, mmap=mmap), report, "stage-1 text branch",
-                keep=is_text_branch_key,
-            )
+            self._copy_checkpoint(text_branch, report, "stage-1 text branch", keep=is_text_branch_key)
         return self._finish_load(report, url_or_filename)
 
     def load_checkpoint(self, url_or_filename: str) -> LoadReport:
         """Load a fine-tuned checkpoint (e.g. the released RegionVLM weights, or one our
         runner saved, which holds the trainable weights only)."""
         report = LoadReport()
-        mmap = self.lean_load
-        copy_into_model(
-            self, load_state_dict(url_or_filename, mmap=mmap), report, "fine-tuned checkpoint"
-        )
+        self._copy_checkpoint(url_or_filename, report, "fine-tuned checkpoint")
         return self._finish_load(report, url_or_filename)
+
+    def _copy_checkpoint(self, url_or_filename: str, report: LoadReport, label: str,
+                         keep=lambda key: True) -> None:
+        """`copy_into_model` from a file; with `lean_load` the file is memory-mapped and each
+        module's pages are handed back once copied."""
+        state_dict, mapped = read_checkpoint(url_or_filename, mmap=self.lean_load)
+        released = pages_released_after_copy(self, state_dict) if mapped else contextlib.nullcontext()
+        with released:
+            copy_into_model(self, state_dict, report, label, keep=keep)
 
     def frozen_keys(self) -> set[str]:
         """State-dict keys of frozen parameters (ViT, T5): they come from their own

@@ -21,12 +21,14 @@ cannot hold values, and EVA ViT-g and T5 have no buffers outside their checkpoin
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
 import mmap
 import os
-from typing import Iterable, Mapping
+from functools import partial
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -74,6 +76,37 @@ def release_pages(tensor: torch.Tensor) -> None:
     start = tensor.untyped_storage().data_ptr()
     aligned = start - start % page
     madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(start + nbytes - aligned), _MADV_DONTNEED)
+
+
+def read_checkpoint(url_or_path: str, mmap: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+    """`checkpoints.load_state_dict`, memory-mapped when `mmap` and the file allows it.
+    Returns (state_dict, mapped): whether its tensors live in a map of the file."""
+    path = _local_file(url_or_path)
+    return load_state_dict(path, mmap=mmap), mmap and can_mmap(path)
+
+
+def _release_all(sources: list[torch.Tensor], module: nn.Module, incompatible_keys) -> None:
+    for tensor in sources:
+        release_pages(tensor)
+
+
+@contextlib.contextmanager
+def pages_released_after_copy(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> Iterator[None]:
+    """While `model.load_state_dict` (or `copy_into_model`) copies from the memory-mapped
+    `state_dict`, hand each module's source pages back as soon as that module has copied them
+    (a load-state-dict post hook per module), so the file's pages do not pile up in memory.
+    Only for a mapped `state_dict` (see `release_pages`)."""
+    handles = []
+    for prefix, module in model.named_modules():
+        keys = [f"{prefix}.{name}" if prefix else name for name in (*module._parameters, *module._buffers)]
+        sources = [state_dict[key] for key in keys if key in state_dict]
+        if sources:
+            handles.append(module.register_load_state_dict_post_hook(partial(_release_all, sources)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _owners(module: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:
@@ -161,20 +194,18 @@ def stream_vit_weights(encoder: nn.Module, vit_weights: str, device: torch.devic
     """
     from lavis.models.eva_vit import interpolate_pos_embed
 
-    path = _local_file(vit_weights)
-    state_dict = load_state_dict(path, mmap=True)
+    state_dict, mapped = read_checkpoint(vit_weights)
     interpolate_pos_embed(encoder, state_dict)  # shapes only from the model; a new pos_embed tensor
     expected = list(encoder.state_dict())
     missing = [k for k in expected if k not in state_dict]
     if missing:
         raise RuntimeError(f"{vit_weights} lacks ViT weights: {missing[:5]}")
-    mapped = can_mmap(path)
     # the interpolated pos_embed is a new tensor in anonymous memory: never release it
-    assign_tensors(encoder, {k: state_dict[k] for k in expected if k != "pos_embed"}, device, mapped, path)
+    assign_tensors(encoder, {k: state_dict[k] for k in expected if k != "pos_embed"}, device, mapped, vit_weights)
     if "pos_embed" in expected:
-        assign_tensors(encoder, {"pos_embed": state_dict["pos_embed"]}, device, False, path)
+        assign_tensors(encoder, {"pos_embed": state_dict["pos_embed"]}, device, False, vit_weights)
     del state_dict
-    _check_complete(encoder, "ViT", [path])
+    _check_complete(encoder, "ViT", [vit_weights])
 
 
 def hf_weight_files(name_or_folder: str) -> list[str]:
@@ -218,8 +249,8 @@ def stream_hf_weights(model: nn.Module, name_or_folder: str, device: torch.devic
     """
     files = hf_weight_files(name_or_folder)
     for path in files:
-        state_dict = load_state_dict(path, mmap=True)
-        assign_tensors(model, state_dict, device, can_mmap(path), path)
+        state_dict, mapped = read_checkpoint(path)
+        assign_tensors(model, state_dict, device, mapped, path)
         del state_dict
     _check_complete(model, "T5", files)
     model.eval()
