@@ -152,3 +152,23 @@ def test_fp16_t5_is_refused_before_building(tiny_config, monkeypatch):
     with pytest.raises(ValueError, match=r"t5_precision 'fp16' is refused: FlanT5 overflows in float16.*"
                                          r"'fp32' on GPUs without bfloat16 \(T4, V100\)"):
         Blip2T5Region.from_config(OmegaConf.merge(tiny_config.model, {"t5_precision": "fp16"}))
+
+
+LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained", "finetuned",
+              "text_branch_pretrained", "image_size"}
+
+
+@pytest.mark.parametrize("model_type, t5", [("pretrain_flant5xl", "google/flan-t5-xl"),
+                                            ("regionvlm_flant5xl", "google/flan-t5-xl"),
+                                            ("pretrain_flant5xxl", "google/flan-t5-xxl"),
+                                            ("regionvlm_flant5xxl", "google/flan-t5-xxl")])
+def test_full_size_model_types_load_leanly(model_type, t5):
+    import inspect
+
+    cfg = OmegaConf.load(Blip2T5Region.default_config_path(model_type)).model
+    arguments = set(inspect.signature(Blip2T5Region.__init__).parameters)
+    assert not set(cfg) - arguments - LAVIS_KEYS  # from_config drops unknown keys silently
+    assert cfg.model_type == model_type and cfg.t5_model == t5
+    assert cfg.lean_load is True and cfg.t5_precision == "bf16" and cfg.vit_precision == "fp16"
+    if model_type == "pretrain_flant5xxl":
+        assert cfg.pretrained.endswith("/blip2_pretrained_flant5xxl.pth")  # LAVIS's stage-2 XXL file

@@ -155,8 +155,9 @@ class Blip2T5Region(Blip2T5):
                 weights, bit for bit, at about the final weights' size in peak memory
                 instead of about twice (see `lean_load.py`). Parts with random weights are
                 built as usual.
-            load_device: the device the model is built on (None: CPU, as LAVIS); with
-                `lean_load`, the ViT's and T5's weights go straight there.
+            load_device: the device the model ends up on after building (None: CPU, as
+                LAVIS); with `lean_load` the ViT's and T5's weights go straight there, the
+                rest is built on CPU and moved.
             cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
                 (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
                 rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
