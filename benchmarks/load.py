@@ -275,13 +275,14 @@ def estimates(measured: list[dict] | None = None) -> dict:
                     "cpu_float32_gib": params * 4 / GIB,  # LAVIS's load_model(device="cpu") casts to float32
                 }
             out[size] = row
-    if measured:
-        lean = [r for r in measured if r["size"] == "xl" and r["load"] == "ours lean" and r["status"] == "ok"]
+    for size in ("xl", "large"):  # the load peak / weights ratio of the largest measured lean load
+        lean = [r for r in measured or [] if r["size"] == size and r["load"] == "ours lean" and r["status"] == "ok"]
         if lean:
-            ratio = lean[0]["peak_gib"] / (lean[0]["weights"]["total"] / GIB)
-            out["xl"]["load_peak_gib_measured"] = lean[0]["peak_gib"]
-            out["xxl"]["load_peak_gib_computed"] = ratio * out["xxl"]["bf16"]["weights_gib"]["total"]
-            out["xl_lean_peak_over_weights"] = ratio
+            out["lean_ratio"] = lean[0]["peak_gib"] / (lean[0]["weights"]["total"] / GIB)
+            out["lean_ratio_from"] = size
+            if size == "xl":
+                out["xl"]["load_peak_gib_measured"] = lean[0]["peak_gib"]
+            break
     return out
 
 
@@ -296,16 +297,16 @@ def estimates_table(est: dict) -> str:
             w = r["weights_gib"]
             if size == "xl" and "load_peak_gib_measured" in est["xl"] and precision == "bf16":
                 load = f"{est['xl']['load_peak_gib_measured']:.1f} (measured, lean)"
-            elif size == "xxl" and "load_peak_gib_computed" in est["xxl"] and precision == "bf16":
-                load = f"{est['xxl']['load_peak_gib_computed']:.1f} (computed from XL's ratio)"
+            elif "lean_ratio" in est:
+                load = f"{w['total'] * est['lean_ratio']:.1f} (computed: {est['lean_ratio_from']}'s lean peak / weights)"
             else:
-                load = f"~{w['total'] * est.get('xl_lean_peak_over_weights', 1.1):.1f} (computed)"
+                load = "(no lean load measured)"
             lines.append(
                 f"| `pretrain_flant5{size}` / `regionvlm_flant5{size}` | {precision} | {w['total']:.1f} "
                 f"({w['visual_encoder']:.1f} / {w['Qformer']:.2f} / {w['t5_model']:.1f}) | {w['total']:.1f} | "
                 f"{w['total'] + r['train_state_gib']:.1f} ({r['trainable_m']:.0f} M trainable) | {load} | "
                 f"{r['cpu_float32_gib']:.1f} |")
-    lines.append("XXL figures are computed (from the counted weights and the XL measurement), not measured.")
+    lines.append("Figures marked computed come from the counted weights and a measured ratio, not a measurement.")
     return "\n".join(lines)
 
 

@@ -32,10 +32,17 @@ def test_estimates_count_t5_at_its_precision(estimates, size):
     assert 2 * 0.98e9 < vit < 2 * 1.02e9  # about 1.0 B parameters, nearly all in fp16
 
 
-def test_estimates_table_marks_xxl_computed(estimates):
+def test_estimates_table_marks_what_is_computed(estimates):
     text = load.estimates_table(estimates)
     assert "`pretrain_flant5xxl` / `regionvlm_flant5xxl` | bf16 | 23.3" in text
-    assert "XXL figures are computed" in text
+    assert "(no lean load measured)" in text  # nothing measured: no invented load figure
+    measured = [{"size": "xl", "load": "ours lean", "status": "ok", "peak_gib": 9.0,
+                 "weights": {"total": int(7.5 * load.GIB)}}]
+    est = load.estimates(measured)
+    text = load.estimates_table(est)
+    assert "| 9.0 (measured, lean) |" in text
+    xxl = est["xxl"]["bf16"]["weights_gib"]["total"] * 9.0 / 7.5
+    assert f"| {xxl:.1f} (computed: xl's lean peak / weights) |" in text
 
 
 def test_a_load_above_the_cap_is_stopped_and_reported(tmp_path):
