@@ -16,6 +16,10 @@ FlanT5-XL that peaks near twice the weights' final size. Here instead:
    holds the final weights plus one tensor in flight.
 
 Values are bit for bit those of the standard path (same source, same single rounding).
+Values no file sets keep their random initialisation in both paths, but not the same random
+numbers: the standard path's random ViT and T5 init consume the RNG first (with the shipped
+model types this is only the Q-Former's `[DEC]` embedding row, when `text_branch_pretrained`
+is null).
 Parameters or buffers that no file provides are refused with their names: meta tensors
 cannot hold values, and EVA ViT-g and T5 have no buffers outside their checkpoints.
 """
