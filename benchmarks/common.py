@@ -31,7 +31,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
-from torch.utils._device import DeviceContext  # noqa: E402
 
 MIB = 2**20
 BERT_VOCAB = 30523  # bert-base-uncased + BLIP-2's [DEC]: the stage-1 Q-Former's word embedding rows
@@ -163,23 +162,14 @@ def median(values: list[float]) -> float:
 # ---------------------------------------------------------------- models
 
 
-class _MetaDevice(DeviceContext):
-    """`torch.device("meta")` for construction, except `torch.linspace`, which EVA's ViT turns
-    into Python floats with `.item()` (drop-path rates) and so must be real."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.linspace and kwargs.get("device") is None:
-            kwargs["device"] = "cpu"
-        return super().__torch_function__(func, types, args, kwargs)
-
-
 def build_context(device: torch.device | str):
     """Tensors created inside go straight to `device` (random init on the GPU; shapes only on
     "meta"), so a 4 B-parameter model builds in seconds."""
+    from lavis_regionvlm.models.lean_load import meta_device
+
     device = torch.device(device)
     if device.type == "meta":
-        return _MetaDevice("meta")
+        return meta_device()
     if device.type == "cpu":
         return contextlib.nullcontext()
     return torch.device(device)

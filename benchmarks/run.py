@@ -4,6 +4,7 @@ preparation, and the cost model of a full RefCOCO val evaluation.
     python benchmarks/run.py [--quick | --smoke] [--json PATH] [--threads N]
     python benchmarks/run.py --device cuda --full-size [--json PATH]     # a GPU machine (benchmarks/gpu.sh)
     python benchmarks/run.py --device cuda --full-size --dry-run          # check the plan anywhere
+    python benchmarks/run.py --quick --load-folder DIR   # + loading memory at full size (load.py; GBs in DIR)
 
 Modes (CPU): the default (under 10 minutes on a 2-core machine) measures RIS at `tiny` (fp32) and
 `large` (EVA ViT-L/14 at 224 px, the BERT-base Q-Former, FlanT5-base dims; under the CPU bf16 fast
@@ -357,6 +358,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--dry-run", action="store_true", help="print the plan, build the full-size model on the "
                         "meta device and count its FLOPs; measure nothing")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1 on CPU)")
+    parser.add_argument("--load-folder", help="also measure full-size loading memory (benchmarks/load.py), writing "
+                        "its checkpoint sets (7.7 GB at FlanT5-large dims, 15.9 GB at XL) into this folder")
+    parser.add_argument("--load-sizes", default="large,xl", help="sizes for --load-folder (large, xl)")
     parser.add_argument("--mode", dest="mode", help=argparse.SUPPRESS)
     parser.add_argument("--section", help=argparse.SUPPRESS)
     parser.add_argument("--section-out", help=argparse.SUPPRESS)
@@ -404,8 +408,19 @@ def main(argv: list[str] | None = None) -> dict | None:
     results["ratios"] = ratios(results)
     results["targets"] = targets(results)
     results["total_seconds"] = time.perf_counter() - started
+    if args.load_folder:
+        import load
+
+        print("-- load", flush=True)
+        results["load"] = load.main(["--folder", args.load_folder, "--sizes", args.load_sizes])
+        results["total_seconds"] = time.perf_counter() - started
     print()
     print(table(results))
+    if results.get("load"):
+        print()
+        print(load.table(results["load"]["rows"], results["load"]["machine"], results["load"]["stock_formula"]))
+        print()
+        print(load.estimates_table(results["load"]["estimates"]))
     print(f"\ntotal {results['total_seconds']:.0f} s")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """RegionVLM for Salesforce LAVIS.
 
 Importing this package registers with LAVIS's registry:
-- the model `blip2_t5_region` (model types `tiny`, `pretrain_flant5xl`, `regionvlm_flant5xl`),
+- the model `blip2_t5_region` (model types `tiny`, `pretrain_flant5xl`, `regionvlm_flant5xl`,
+  `pretrain_flant5xxl`, `regionvlm_flant5xxl`),
 - the processors `region_image_train` and `region_points`,
 - the runner `runner_region` and the tasks under `lavis_regionvlm.tasks`.
 

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
         ("float32", "cpu", torch.bfloat16, True, (torch.float32, torch.bfloat16)),
         ("model", "cpu", torch.float32, False, (torch.float32, None)),
         ("float32", "cuda", torch.float32, False, (torch.float32, torch.float32)),
+        ("model", "cuda", torch.float32, False, (torch.float32, torch.float32)),  # t5_precision fp32 (T4, V100)
     ],
 )
 def test_decision_per_device_and_weights(setting, device, weights, cpu_autocast, expected):

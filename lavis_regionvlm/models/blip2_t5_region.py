@@ -26,7 +26,8 @@ from torch import nn
 
 from lavis_regionvlm.models import builders
 from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
-from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model, load_state_dict
+from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model
+from lavis_regionvlm.models.lean_load import pages_released_after_copy, read_checkpoint
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
 from lavis_regionvlm.models.t5_numerics import T5_SOFT_PROMPT_DTYPES, T5Numerics, t5_numerics
@@ -35,6 +36,7 @@ from lavis_regionvlm.paths import config_path
 logger = logging.getLogger(__name__)
 
 GLOBAL_REGION_MODES = ("empty_text", "query_only")
+T5_PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 WORD_EMBEDDING_TRAINING = ("point_text", "all")
 
 
@@ -64,6 +66,10 @@ class Blip2T5Region(Blip2T5):
           branch from the stage-1 checkpoint (or `bert-base-uncased` without it).
         - `regionvlm_flant5xl`: the authors' released RegionVLM checkpoint, from the
           path in `$REGIONVLM_CHECKPOINT` or the config's `finetuned`.
+        - `pretrain_flant5xxl`, `regionvlm_flant5xxl`: the same with FlanT5-XXL (no released
+          RegionVLM weights at this size: `regionvlm_flant5xxl` loads one you trained).
+        The full-size types load leanly (`lean_load`); `t5_precision: fp32` runs them on GPUs
+        without bfloat16.
 
     Usage:
         >>> from lavis.models import load_model_and_preprocess
@@ -74,6 +80,8 @@ class Blip2T5Region(Blip2T5):
         "tiny": config_path("models/blip2_t5_region_tiny.yaml"),
         "pretrain_flant5xl": config_path("models/blip2_t5_region_pretrain_flant5xl.yaml"),
         "regionvlm_flant5xl": config_path("models/blip2_t5_region_regionvlm_flant5xl.yaml"),
+        "pretrain_flant5xxl": config_path("models/blip2_t5_region_pretrain_flant5xxl.yaml"),
+        "regionvlm_flant5xxl": config_path("models/blip2_t5_region_regionvlm_flant5xxl.yaml"),
     }
 
     def __init__(
@@ -108,6 +116,8 @@ class Blip2T5Region(Blip2T5):
         t5_soft_prompt_dtype: str = "float32",
         dropout: float | None = None,
         train_word_embeddings: str = "point_text",
+        lean_load: bool = False,
+        load_device: str | None = None,
     ):
         """Build the model. Every file reference may be a hub name, URL, local path or
         `regionvlm://...` package file.
@@ -136,6 +146,18 @@ class Blip2T5Region(Blip2T5):
                 tokens), the only rows that get gradients, so training computes the same
                 thing at less cost (see `point_embeddings.py`). "all": the whole table, as
                 the released code (unused rows then only decay).
+            t5_precision: T5's weight dtype. "bf16" (as released); "fp32" for GPUs without
+                bfloat16 (T4, V100), with the ViT still in fp16. "fp16" is refused: FlanT5
+                overflows in float16.
+            lean_load: build the ViT and T5 on the meta device and stream their files
+                (`vit_weights`, the `t5_model` folder's weights) memory-mapped straight into
+                their final dtype, and map the checkpoints this model loads; the same
+                weights, bit for bit, at about the final weights' size in peak memory
+                instead of about twice (see `lean_load.py`). Parts with random weights are
+                built as usual.
+            load_device: the device the model ends up on after building (None: CPU, as
+                LAVIS); with `lean_load` the ViT's and T5's weights go straight there, the
+                rest is built on CPU and moved.
             cpu_autocast: on CPU, run the ViT, the Q-Former and T5 under bfloat16 autocast
                 (about 1.8x faster on CPUs with AVX512-BF16 or AMX; scores move by bf16
                 rounding). Off by default: on CPU LAVIS runs everything in float32. On GPU
@@ -165,6 +187,14 @@ class Blip2T5Region(Blip2T5):
             raise ValueError(
                 f"t5_soft_prompt_dtype must be one of {T5_SOFT_PROMPT_DTYPES}, got {t5_soft_prompt_dtype!r}"
             )
+        if t5_precision == "fp16":
+            raise ValueError(
+                "t5_precision 'fp16' is refused: FlanT5 overflows in float16 (its activations "
+                "exceed 65504 and turn into inf/NaN). Use 'bf16', or 'fp32' on GPUs without "
+                "bfloat16 (T4, V100), where the ViT still runs in fp16"
+            )
+        if t5_precision not in T5_PRECISIONS:
+            raise ValueError(f"t5_precision must be one of {tuple(T5_PRECISIONS)}, got {t5_precision!r}")
         if region_max_len < 2:
             raise ValueError(f"region_max_len must leave room for [CLS] and [SEP], got {region_max_len}")
         seeded = torch.random.fork_rng() if init_seed is not None else contextlib.nullcontext()
@@ -175,6 +205,7 @@ class Blip2T5Region(Blip2T5):
                 vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
                 vit_config, vit_weights, num_query_token, qformer_bert, qformer_init,
                 cross_attention_freq, t5_model, t5_init,
+                lean=lean_load, t5_dtype=T5_PRECISIONS[t5_precision], device=load_device,
             )
         if dropout is not None:
             set_dropout_(self, dropout)
@@ -196,10 +227,8 @@ class Blip2T5Region(Blip2T5):
         if freeze_t5:
             for param in self.t5_model.parameters():
                 param.requires_grad = False
-        if t5_precision == "bf16":
-            self.t5_model.to(torch.bfloat16)
-        elif t5_precision != "fp32":
-            raise ValueError(f"t5_precision must be 'bf16' or 'fp32', got {t5_precision!r}")
+        if load_device:
+            self.to(load_device)
 
         self.img_size = img_size
         self.prompt = prompt
@@ -213,6 +242,7 @@ class Blip2T5Region(Blip2T5):
         self.cpu_autocast = cpu_autocast
         self.qformer_bf16 = qformer_bf16
         self.t5_soft_prompt_dtype = t5_soft_prompt_dtype
+        self.lean_load = lean_load
         self.load_report: LoadReport | None = None
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
@@ -248,11 +278,12 @@ class Blip2T5Region(Blip2T5):
         self, vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
         vit_config, vit_weights, num_query_token, qformer_bert, qformer_init,
         cross_attention_freq, t5_model, t5_init,
+        lean: bool = False, t5_dtype: torch.dtype | None = None, device: str | None = None,
     ) -> None:
         self.tokenizer = builders.build_bert_tokenizer(qformer_bert)
         self.visual_encoder, self.ln_vision = builders.build_vision_encoder(
             vit_model, img_size, drop_path_rate, use_grad_checkpoint, vit_precision,
-            vit_config, vit_weights,
+            vit_config, vit_weights, lean=lean, device=device,
         )
         self.Qformer, self.query_tokens = builders.build_qformer(
             qformer_bert, self.visual_encoder.num_features, num_query_token,
@@ -261,7 +292,9 @@ class Blip2T5Region(Blip2T5):
         # Room for BLIP-2's [DEC] token, as the stage-1 checkpoint has (30523 rows).
         self.Qformer.resize_token_embeddings(len(self.tokenizer))
         self.Qformer.cls = None  # the LM head is never used
-        self.t5_tokenizer, self.t5_model = builders.build_t5(t5_model, t5_init)
+        self.t5_tokenizer, self.t5_model = builders.build_t5(
+            t5_model, t5_init, lean=lean, dtype=t5_dtype, device=device
+        )
         self.t5_proj = nn.Linear(self.Qformer.config.hidden_size, self.t5_model.config.hidden_size)
 
     # ------------------------------------------------------------------ encoding
@@ -594,21 +627,27 @@ class Blip2T5Region(Blip2T5):
         (also at `self.load_report`) says which tensors came from where.
         """
         report = LoadReport()
-        copy_into_model(self, load_state_dict(url_or_filename), report, "stage-2 checkpoint")
+        self._copy_checkpoint(url_or_filename, report, "stage-2 checkpoint")
         text_branch = getattr(self, "_text_branch_pretrained", None)
         if text_branch:
-            copy_into_model(
-                self, load_state_dict(text_branch), report, "stage-1 text branch",
-                keep=is_text_branch_key,
-            )
+            self._copy_checkpoint(text_branch, report, "stage-1 text branch", keep=is_text_branch_key)
         return self._finish_load(report, url_or_filename)
 
     def load_checkpoint(self, url_or_filename: str) -> LoadReport:
         """Load a fine-tuned checkpoint (e.g. the released RegionVLM weights, or one our
         runner saved, which holds the trainable weights only)."""
         report = LoadReport()
-        copy_into_model(self, load_state_dict(url_or_filename), report, "fine-tuned checkpoint")
+        self._copy_checkpoint(url_or_filename, report, "fine-tuned checkpoint")
         return self._finish_load(report, url_or_filename)
+
+    def _copy_checkpoint(self, url_or_filename: str, report: LoadReport, label: str,
+                         keep=lambda key: True) -> None:
+        """`copy_into_model` from a file; with `lean_load` the file is memory-mapped and each
+        module's pages are handed back once copied."""
+        state_dict, mapped = read_checkpoint(url_or_filename, mmap=self.lean_load)
+        released = pages_released_after_copy(self, state_dict) if mapped else contextlib.nullcontext()
+        with released:
+            copy_into_model(self, state_dict, report, label, keep=keep)
 
     def frozen_keys(self) -> set[str]:
         """State-dict keys of frozen parameters (ViT, T5): they come from their own

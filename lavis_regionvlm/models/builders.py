@@ -6,6 +6,7 @@ local path, or a `regionvlm://` file shipped with the package (the `tiny` model)
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from functools import partial
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from lavis_regionvlm.models.checkpoints import load_state_dict
+from lavis_regionvlm.models.lean_load import meta_device, stream_hf_weights, stream_vit_weights
 from lavis_regionvlm.paths import resolve_path
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ def build_vision_encoder(
     precision: str = "fp16",
     vit_config: dict | None = None,
     vit_weights: str | None = None,
+    lean: bool = False,
+    device: str | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Return `(visual_encoder, ln_vision)`.
 
@@ -43,6 +47,8 @@ def build_vision_encoder(
       (`patch_size`, `embed_dim`, `depth`, `num_heads`, `mlp_ratio`); random
       weights unless `vit_weights` is given. The `tiny` model uses it.
     - `clip_L`: LAVIS's CLIP ViT-L builder, unchanged.
+    lean: with `vit_weights`, build on the meta device and stream the file into the final
+    dtype on `device` (default CPU) instead (see `lean_load.py`); same values.
     The encoder maps images (B, 3, img_size, img_size) to tokens (B, 1 + P, width).
     """
     from lavis.models.blip2_models.blip2 import LayerNorm
@@ -69,15 +75,22 @@ def build_vision_encoder(
         if not vit_config or any(k not in vit_config for k in required):
             raise ValueError(f"vit_model 'eva_vit' needs vit_config with {required}, got {vit_config}")
         dims = {"mlp_ratio": 4.0, **dict(vit_config)}
-    encoder = VisionTransformer(
-        img_size=img_size,
-        use_mean_pooling=False,
-        qkv_bias=True,
-        drop_path_rate=drop_path_rate,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        use_checkpoint=use_grad_checkpoint,
-        **dims,
-    )
+    lean = lean and bool(vit_weights)  # random weights are built as usual
+    with meta_device() if lean else contextlib.nullcontext():
+        encoder = VisionTransformer(
+            img_size=img_size,
+            use_mean_pooling=False,
+            qkv_bias=True,
+            drop_path_rate=drop_path_rate,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            use_checkpoint=use_grad_checkpoint,
+            **dims,
+        )
+    if lean:
+        if precision == "fp16":
+            convert_weights_to_fp16(encoder)  # on meta: sets the final dtypes only
+        stream_vit_weights(encoder, vit_weights, device or "cpu")
+        return encoder, LayerNorm(encoder.num_features)
     if vit_weights:
         state_dict = load_state_dict(vit_weights)
         interpolate_pos_embed(encoder, state_dict)
@@ -130,12 +143,21 @@ def build_bert_tokenizer(bert: str):
     return tokenizer
 
 
-def build_t5(t5_model: str, init: str = "pretrained"):
+def build_t5(
+    t5_model: str,
+    init: str = "pretrained",
+    lean: bool = False,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
+):
     """Return `(t5_tokenizer, t5_model)` as `Blip2T5` builds them, from any name or folder.
 
     `init="random"` builds the architecture of the folder's `config.json` with random
     weights (the `tiny` model). The feed-forward activation is set to "gelu", as
     LAVIS's `Blip2T5` does, so released checkpoints behave identically.
+    lean: with `init="pretrained"`, build on the meta device in `dtype` and stream the
+    weight files into it on `device` (default CPU) instead of `from_pretrained`'s float32
+    copy (see `lean_load.py`); same values. Without lean, `dtype` is applied after loading.
     """
     from lavis.models.blip2_models.modeling_t5 import T5Config, T5ForConditionalGeneration
     from transformers import T5TokenizerFast
@@ -146,8 +168,18 @@ def build_t5(t5_model: str, init: str = "pretrained"):
     tokenizer = T5TokenizerFast.from_pretrained(t5_model)
     config = T5Config.from_pretrained(t5_model)
     config.dense_act_fn = "gelu"
+    if init == "pretrained" and lean:
+        config.name_or_path = t5_model  # as from_pretrained sets it
+        with meta_device():
+            model = T5ForConditionalGeneration(config)
+        if dtype is not None:
+            model.to(dtype)  # on meta: sets the final dtype only
+        stream_hf_weights(model, t5_model, device or "cpu")
+        return tokenizer, model
     if init == "pretrained":
         model = T5ForConditionalGeneration.from_pretrained(t5_model, config=config)
     else:
         model = T5ForConditionalGeneration(config)
+    if dtype is not None:
+        model.to(dtype)
     return tokenizer, model

@@ -5,6 +5,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -34,8 +35,18 @@ def _local_file(url_or_path: str) -> str:
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+def can_mmap(path: str) -> bool:
+    """True if `torch.load(mmap=True)` can map the file: the zip format `torch.save` has
+    written since torch 1.6. Legacy (non-zip) pickles, as some LAVIS-era files may be,
+    can only be read whole."""
+    return zipfile.is_zipfile(path)
+
+
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
     """The contents of a local checkpoint file, read with `torch.load(weights_only=True)`.
+
+    mmap: map the file instead of reading it (its tensors then read pages of the file on
+    first use); a legacy non-zip file is read whole instead, with a log line.
 
     Every way the file can be unusable is a `CheckpointError` that names the file, says
     what is wrong (missing, a folder, empty, truncated or damaged, not a PyTorch
@@ -55,8 +66,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         f"checkpoint {path} is truncated or damaged ({{}}), as a save or copy cut off part-way "
         "leaves it; copy it again, or use an earlier checkpoint"
     )
+    if mmap and not can_mmap(path):
+        logger.info("%s is a legacy (non-zip) torch file: read whole, not memory-mapped "
+                    "(re-save it with torch.save to map it)", path)
+        mmap = False
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if unsafe:
@@ -91,13 +106,13 @@ def _not_a_checkpoint(path: str) -> str:
             "to a .pth file saved with torch.save, or copy it again")
 
 
-def load_state_dict(url_or_path: str) -> dict[str, torch.Tensor]:
-    """Read a checkpoint's weights (`read_checkpoint`).
+def load_state_dict(url_or_path: str, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """Read a checkpoint's weights (`read_checkpoint`, memory-mapped with `mmap`).
 
     Accepts a bare state dict or LAVIS's `{"model": state_dict, ...}` layout.
     """
     path = _local_file(url_or_path)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, mmap=mmap)
     state_dict = checkpoint.get("model", checkpoint)
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"checkpoint {path}: 'model' holds a {type(state_dict).__name__}, not a state dict")

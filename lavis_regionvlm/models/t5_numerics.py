@@ -17,7 +17,8 @@ and the matmuls run in bfloat16 after each layer norm.
 Settings (`t5_soft_prompt_dtype`, a model config key):
 - "float32" (default, as released): inputs_embeds float32; on CUDA, autocast to float32.
 - "model": inputs_embeds in the T5 weights' dtype (bfloat16 at the released precision), so
-  the residual stream is bfloat16; on CUDA, autocast to bfloat16. Less memory and faster
+  the residual stream is bfloat16; on CUDA, autocast to that dtype (bfloat16; float32 with
+  `t5_precision: fp32`, the path for GPUs without bfloat16, T4 and V100). Less memory and faster
   matmuls on a GPU; scores move by bfloat16 rounding, which can flip near-ties (the RIS
   argmin, VCR beams).
 On CPU both settings run without autocast, or under bfloat16 autocast with the model's
@@ -65,7 +66,8 @@ def t5_numerics(
         raise ValueError(f"t5_soft_prompt_dtype must be one of {T5_SOFT_PROMPT_DTYPES}, got {setting!r}")
     input_dtype = torch.float32 if setting == "float32" else weight_dtype
     if device_type == "cuda":
-        autocast_dtype: Optional[torch.dtype] = torch.float32 if setting == "float32" else torch.bfloat16
+        # "model": the weights' own dtype (bfloat16 as released; float32 T5 on GPUs without bf16)
+        autocast_dtype: Optional[torch.dtype] = torch.float32 if setting == "float32" else weight_dtype
     elif device_type == "cpu" and cpu_autocast:
         autocast_dtype = torch.bfloat16
     else:
