@@ -27,7 +27,7 @@ from torch import nn
 from lavis_regionvlm.models import builders
 from lavis_regionvlm.models.geometric_init import init_number_embeddings_, init_sincos_pos_embed_
 from lavis_regionvlm.models.checkpoints import LoadReport, copy_into_model
-from lavis_regionvlm.models.lean_load import pages_released_after_copy, read_checkpoint
+from lavis_regionvlm.models.lean_load import pages_released_after_copy, read_mapped
 from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
 from lavis_regionvlm.models.t5_numerics import T5_SOFT_PROMPT_DTYPES, T5Numerics, t5_numerics
@@ -644,7 +644,7 @@ class Blip2T5Region(Blip2T5):
                          keep=lambda key: True) -> None:
         """`copy_into_model` from a file; with `lean_load` the file is memory-mapped and each
         module's pages are handed back once copied."""
-        state_dict, mapped = read_checkpoint(url_or_filename, mmap=self.lean_load)
+        state_dict, mapped = read_mapped(url_or_filename, mmap=self.lean_load)
         released = pages_released_after_copy(self, state_dict) if mapped else contextlib.nullcontext()
         with released:
             copy_into_model(self, state_dict, report, label, keep=keep)
