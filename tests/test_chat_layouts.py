@@ -5,7 +5,6 @@ import io
 import json
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -18,9 +17,9 @@ QUESTIONS = ("what is [0]?", "what colour is it?", "and is [0] big?")
 
 
 @pytest.fixture(scope="module")
-def image_path(tmp_path_factory):
+def image_path(tmp_path_factory, random_image):
     path = tmp_path_factory.mktemp("layouts") / "img.png"
-    Image.fromarray((np.random.default_rng(3).random((48, 80, 3)) * 255).astype(np.uint8)).save(path)
+    Image.fromarray(random_image(seed=3)).save(path)
     return path
 
 
@@ -75,3 +74,14 @@ def test_demo_chat_layout(demo_server, image_path, config, layout):
 def test_demo_refuses_an_unknown_layout(predictor):
     with pytest.raises(ValueError, match="unknown chat layout 'theirs'"):
         create_app(predictor, DemoConfig(chat_layout="theirs"))
+
+
+@pytest.mark.parametrize("flags, layout", [((), "released"), (("--chat-layout", "history"), "history")])
+def test_regionvlm_demo_chat_layout_option(flags, layout):
+    import argparse
+
+    from lavis_regionvlm.demo.server import add_demo_arguments, demo_config
+
+    parser = argparse.ArgumentParser()
+    add_demo_arguments(parser)
+    assert demo_config(parser.parse_args(list(flags))).chat_layout == layout

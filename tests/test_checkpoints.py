@@ -102,3 +102,29 @@ def test_a_checkpoint_with_python_objects_is_refused(tiny_model, tmp_path):
 def test_a_missing_checkpoint_file_is_a_clear_error(tiny_model):
     with pytest.raises(CheckpointError, match="neither a URL nor an existing file"):
         tiny_model.load_checkpoint("/nonexistent/blip2.pth")
+
+
+def broken_checkpoints(root):
+    """name -> (path, what the error must say) for every way a checkpoint file can be unusable."""
+    torch.save({"model": {"w": torch.ones(4096)}}, root / "good.pth")
+    whole = (root / "good.pth").read_bytes()
+    (root / "empty.pth").write_bytes(b"")
+    (root / "truncated.pth").write_bytes(whole[: len(whole) // 2])
+    (root / "random.pth").write_bytes(bytes(range(7, 250)) * 20)
+    torch.save({"model": {}, "extra": argparse.Namespace(lr=0.1)}, root / "unsafe.pth")
+    (root / "folder.pth").mkdir()
+    return {
+        "empty": (root / "empty.pth", "is empty \\(0 bytes\\).*copy it again"),
+        "truncated": (root / "truncated.pth", "is truncated or damaged.*copy it again"),
+        "random bytes": (root / "random.pth", "is not a PyTorch checkpoint"),
+        "unsafe": (root / "unsafe.pth", "holds Python objects besides tensors \\(argparse.Namespace\\)"),
+        "a folder": (root / "folder.pth", "is a folder, not a checkpoint file"),
+    }
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "random bytes", "unsafe", "a folder"])
+def test_an_unusable_checkpoint_is_an_error_naming_the_file_and_the_problem(tiny_model, tmp_path, case):
+    path, message = broken_checkpoints(tmp_path)[case]
+    with pytest.raises(CheckpointError, match=message) as error:
+        tiny_model.load_checkpoint(str(path))
+    assert str(path) in str(error.value)

@@ -20,9 +20,9 @@ FAST = ["--num-beams", "2", "--max-new-tokens", "3"]
 
 
 @pytest.fixture(scope="module")
-def image_path(tmp_path_factory):
+def image_path(tmp_path_factory, random_image):
     path = tmp_path_factory.mktemp("cli") / "img.png"
-    Image.fromarray((np.random.default_rng(0).random((48, 80, 3)) * 255).astype(np.uint8)).save(path)
+    Image.fromarray(random_image(seed=0)).save(path)
     return path
 
 

@@ -127,7 +127,8 @@ def prepared(tmp_path_factory) -> dict[str, Path]:
     prepare_main(["--input", str(root / "coco.jsonl"), "--images", str(coco_images),
                   "--image-template", "{image_id:0>12}.jpg", "--output", str(out / "coco")])
     prepare_main(["--input", str(root / "flickr.jsonl"), "--images", str(flickr_images), "--output", str(out / "flickr")])
-    prepare_main(["--input", str(root / "video.jsonl"), "--images", str(frames), "--output", str(out / "video")])
+    prepare_main(["--input", str(root / "video.jsonl"), "--images", str(frames), "--output", str(out / "video"),
+                  "--video-mode", "phrases"])
     return {"root": root, "coco": out / "coco", "flickr": out / "flickr", "video": out / "video",
             "coco_images": coco_images, "flickr_images": flickr_images, "frames": frames}
 
@@ -136,12 +137,18 @@ def corrupt_index(ds) -> int:
     return next(i for i in range(len(ds)) if ds.record(i).image.endswith("000000000003.jpg"))
 
 
+# These tests pin the phrase-level samples (our variant); tests/test_datasets_released.py pins the
+# released defaults.
+VARIANT = {"sampling": {"epoch_unit": "phrase", "stored_points": None},
+           "vis_processor": {"train": {"name": "region_image_train", "image_size": 32, "crop_prob": 0.0}}}
+
+
 def build(files: list[dict], **overrides) -> object:
-    """The train split through LAVIS's config merge and the registered builder."""
-    user = {"datasets": {"localized_narratives": {
-        "vis_processor": {"train": {"name": "region_image_train", "image_size": 32}},
-        "build_info": {"annotations": {"train": {"files": files}}}, **overrides}}}
-    cfg = Config.build_dataset_config(OmegaConf.create(user)).datasets.localized_narratives
+    """The train split (our variant unless `overrides` say otherwise) through LAVIS's config
+    merge and the registered builder."""
+    block = OmegaConf.merge(VARIANT, {"build_info": {"annotations": {"train": {"files": files}}}}, overrides)
+    user = OmegaConf.create({"datasets": {"localized_narratives": block}})
+    cfg = Config.build_dataset_config(user).datasets.localized_narratives
     return registry.get_builder_class("localized_narratives")(cfg).build_datasets()["train"]
 
 

@@ -62,9 +62,11 @@ def data(tmp_path_factory) -> Path:
 def mix_config(root: Path) -> dict:
     """The training-YAML `datasets:` block of the quick start, for the synthetic set at `root`."""
     return {"region_global_mix": {
+        "region_ratio": None,  # groups: our variant; tests/test_datasets_released.py mixes by ratio
         "group": {"region": REGION, "global": GLOBAL},
-        "sampling": {"num_points": 10, "point_quantize": "floor", "seed": 0},
-        "vis_processor": {"train": {"name": "region_image_train", "image_size": 64}},
+        "sampling": {"num_points": 10, "point_quantize": "floor", "seed": 0, "epoch_unit": "phrase",
+                     "stored_points": None},
+        "vis_processor": {"train": {"name": "region_image_train", "image_size": 64, "crop_prob": 0.0}},
         "region_sources": {
             "localized_narratives": {"build_info": {"annotations": {"train": {"files": [
                 {"path": str(root / "prepared/ln_train")}, {"path": str(root / "prepared/vidln")}]}}}},

@@ -30,8 +30,11 @@ def root(tmp_path_factory) -> Path:
 
 
 def build(name: str, block: dict):
-    user = {"datasets": {name: {"vis_processor": {"train": {"name": "region_image_train", "image_size": 32}}, **block}}}
-    cfg = Config.build_dataset_config(OmegaConf.create(user)).datasets[name]
+    """One sample per phrase / region, no crop (our variant): every sample is checked."""
+    variant = {"sampling": {"epoch_unit": "phrase", "stored_points": None},
+               "vis_processor": {"train": {"name": "region_image_train", "image_size": 32, "crop_prob": 0.0}}}
+    user = OmegaConf.create({"datasets": {name: OmegaConf.merge(variant, block)}})
+    cfg = Config.build_dataset_config(user).datasets[name]
     return registry.get_builder_class(name)(cfg).build_datasets()["train"]
 
 

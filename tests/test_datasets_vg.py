@@ -56,14 +56,18 @@ def write_vg(root: Path, v10: bool) -> Path:
     return annotations
 
 
+# These tests pin one sample per region with K fresh points (our variant);
+# tests/test_datasets_released.py pins the released defaults.
+VARIANT = {"sampling": {"epoch_unit": "phrase", "stored_points": None},
+           "vis_processor": {"train": {"name": "region_image_train", "image_size": 32, "crop_prob": 0.0}}}
+
+
 def build(root: Path, annotations: Path, **overrides):
-    user = {"datasets": {"vg_region": {
-        "vis_processor": {"train": {"name": "region_image_train", "image_size": 32}},
-        "build_info": {"annotations": {"train": {
-            "region_descriptions": str(annotations / "region_descriptions.json"),
-            "image_data": str(annotations / "image_data.json"), "images": str(root)}}},
-        **overrides}}}
-    cfg = Config.build_dataset_config(OmegaConf.create(user)).datasets.vg_region
+    block = OmegaConf.merge(VARIANT, {"build_info": {"annotations": {"train": {
+        "region_descriptions": str(annotations / "region_descriptions.json"),
+        "image_data": str(annotations / "image_data.json"), "images": str(root)}}}}, overrides)
+    user = OmegaConf.create({"datasets": {"vg_region": block}})
+    cfg = Config.build_dataset_config(user).datasets.vg_region
     return registry.get_builder_class("vg_region")(cfg).build_datasets()["train"]
 
 

@@ -141,7 +141,7 @@ def test_dilation_spreads_the_points_beyond_the_mask():
 def test_cache_files_round_trip_and_accept_a_bare_list(tmp_path):
     recs = records(box(10, 10, 40, 40))
     path = proposal_path(tmp_path, "COCO_train2014_000000000001.jpg")
-    assert path.name == "COCO_train2014_000000000001.json"
+    assert path.name == "COCO_train2014_000000000001.jpg.json"
     write_json_atomic(path, {"file_name": "x.jpg", "proposals": recs})
     assert read_proposals(path) == recs
     bare = tmp_path / "bare.json"

@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[model], help="the web demo (and its JSON API) on 127.0.0.1")
     add_demo_arguments(demo)
+    commands.add_parser("reproduce", add_help=False,  # parsed by lavis_regionvlm.reproduce (see main)
+                        help="the paper's evaluation tables beside its numbers (regionvlm reproduce --help)")
 
     projects = commands.add_parser("projects", help="list the LAVIS project YAMLs, or write them into --out")
     add_project_arguments(projects)
@@ -544,6 +546,12 @@ def main(argv: Optional[Sequence[str]] = None, *, stdin: Optional[TextIO] = None
     arguments or inputs, 130 interrupted). Every error is one line on `stderr`; an
     unexpected one re-raises with --debug."""
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reproduce"]:  # its own command line: python -m lavis_regionvlm.reproduce
+        from lavis_regionvlm.reproduce.__main__ import main as reproduce
+
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            return reproduce(argv[1:])
     parser = build_parser()
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

@@ -5,6 +5,9 @@ A prepared folder holds:
                      "text": phrase, "points": [x0, y0, x1, y1, ...]} with the points as ints in
                      units of 1 / POINT_SCALE (exact for the 4-decimal LN coordinates), time order
   samples_index.npy  (N + 1,) int64 byte offsets of the lines
+  records_index.npy  (R + 1,) int64: record r holds samples [starts[r], starts[r + 1]); a record
+                     is what the released training draws one sample from per epoch (an image
+                     narrative's phrases; see `narratives` for video records)
   meta.json          format, version, image root and template, inputs, counts, skip counts;
                      written last, so a folder without it is an unfinished preparation
 """
@@ -19,10 +22,11 @@ import numpy as np
 from lavis_regionvlm.data.records import IndexedJsonl
 
 FORMAT = "regionvlm-localized-narratives"
-VERSION = 1
+VERSION = 2
 POINT_SCALE = 10_000
 SAMPLES_FILE = "samples.jsonl"
 INDEX_FILE = "samples_index.npy"
+RECORDS_FILE = "records_index.npy"
 META_FILE = "meta.json"
 
 
@@ -64,7 +68,10 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
 
 
 class PreparedNarratives:
-    """Lazy reader of one prepared folder: only the offsets are held in memory."""
+    """Lazy reader of one prepared folder: only the offsets are held in memory.
+
+    `record_starts`: (R + 1,) int64, the samples of record r are [record_starts[r], record_starts[r + 1]).
+    """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -75,6 +82,11 @@ class PreparedNarratives:
                 f"{self.folder}: meta.json says {self.meta['num_samples']} samples, "
                 f"{SAMPLES_FILE} has {len(self.records)}; prepare the data again"
             )
+        self.record_starts = np.load(self.folder / RECORDS_FILE)
+        if (self.record_starts.ndim != 1 or len(self.record_starts) < 1 or self.record_starts[0] != 0
+                or self.record_starts[-1] != len(self.records) or (np.diff(self.record_starts) < 1).any()):
+            raise ValueError(f"{self.folder}: {RECORDS_FILE} does not split the {len(self.records)} samples "
+                             "into records; prepare the data again")
 
     def __len__(self) -> int:
         return len(self.records)

@@ -1,7 +1,8 @@
 """Prepare raw Localized Narratives JSONL (image or video) for training.
 
     python -m lavis_regionvlm.data.prepare_ln --input A.jsonl [B.jsonl ...] --images IMAGE_ROOT \
-        --output DIR [--image-template TEMPLATE] [--captions-out CAPTIONS.json] [--workers N]
+        --output DIR [--image-template TEMPLATE] [--captions-out CAPTIONS.json] [--workers N] \
+        [--video-mode subject|phrases]
 
 All inputs of one call share one image root (e.g. the ten Open Images shards); prepare each
 source (COCO, Open Images, Flickr30k, ADE20k, each video dataset) into its own folder and list
@@ -9,7 +10,10 @@ the folders in the dataset config. The image of a sample is
 ``IMAGE_ROOT / TEMPLATE.format(**fields)``, with the record's own ids as fields, so a narrative
 can only be paired with its own image. Default templates: ``{image_id}.jpg`` (image LN; COCO
 needs ``{image_id:0>12}.jpg``) and ``{video_id}/{keyframe_name}.jpg`` (video LN; fields
-``video_id``, ``keyframe_name``, ``kf_idx``, ``dataset_id``).
+``video_id``, ``keyframe_name``, ``kf_idx``, ``dataset_id``). ``--video-mode`` (video LN only):
+``subject`` (default, as released: one sample per actor and keyframe, the whole caption with the
+points of the subject's words) or ``phrases`` (ours: the caption split into phrases like an
+image narrative); see `lavis_regionvlm.data.narratives`.
 
 Writes DIR (see `ln_prepared`), prints and stores (in DIR/meta.json) the skip counts by kind.
 Samples whose image file is missing are dropped and counted. ``--captions-out`` also writes the
@@ -20,6 +24,7 @@ image-caption pairs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -29,20 +34,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lavis_regionvlm.data import ln_prepared
-from lavis_regionvlm.data.narratives import MAX_STORED_POINTS, NarrativeSample, parse_narrative
+from lavis_regionvlm.data.narratives import MAX_STORED_POINTS, VIDEO_MODES, parse_narrative
 from lavis_regionvlm.data.records import IndexedJsonlWriter
 from lavis_regionvlm.data.skips import format_counts
 
 DEFAULT_TEMPLATES = {"image": "{image_id}.jpg", "video": "{video_id}/{keyframe_name}.jpg"}
 _CHUNK_LINES = 512
 
-# A chunk's parse: per line, its samples (fields, text, encoded points) and, for an image
-# narrative with samples, its caption; and the chunk's skip counts.
-_Parsed = tuple[list[tuple[list[tuple[dict, str, list[int]]], str | None]], Counter]
+# A chunk's parse: per line, its records (each a list of samples: fields, text, encoded
+# points) and, for an image narrative with samples, its caption; and the chunk's skip counts.
+_Encoded = tuple[dict, str, list[int]]
+_Parsed = tuple[list[tuple[list[list[_Encoded]], str | None]], Counter]
 
 
-def _parse_chunk(lines: list[bytes]) -> _Parsed:
+def _parse_chunk(lines: list[bytes], video_mode: str) -> _Parsed:
     """Parse raw lines (runs in worker processes)."""
     skips: Counter = Counter()
     out = []
@@ -52,9 +60,9 @@ def _parse_chunk(lines: list[bytes]) -> _Parsed:
         except (ValueError, UnicodeDecodeError):
             skips["malformed_json"] += 1
             continue
-        samples: list[NarrativeSample] = parse_narrative(record, skips)
-        encoded = [(s.fields, s.text, ln_prepared.encode_points(s.points)) for s in samples]
-        caption = record["caption"] if samples and "video_id" not in samples[0].fields else None
+        records = parse_narrative(record, skips, video_mode)
+        encoded = [[(s.fields, s.text, ln_prepared.encode_points(s.points)) for s in samples] for samples in records]
+        caption = record["caption"] if records and "video_id" not in records[0][0].fields else None
         out.append((encoded, caption))
     return out, skips
 
@@ -94,6 +102,7 @@ def prepare_ln(
     image_template: str | None = None,
     captions_out: str | Path | None = None,
     workers: int = 1,
+    video_mode: str = "subject",
 ) -> dict[str, Any]:
     """Prepare `inputs` into the folder `output`; returns the meta.json content.
 
@@ -105,7 +114,10 @@ def prepare_ln(
             None for the defaults.
         captions_out: where to write the kept image narratives' captions (COCO-captions JSON).
         workers: parsing processes (1: parse in this process).
+        video_mode: how video narratives become samples, one of `narratives.VIDEO_MODES`.
     """
+    if video_mode not in VIDEO_MODES:
+        raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {video_mode!r}")
     started = time.perf_counter()
     paths = [Path(p) for p in inputs]
     for path in paths:
@@ -123,27 +135,34 @@ def prepare_ln(
     exists: dict[str, bool] = {}
     captions: list[dict[str, str]] = []
     narratives = 0
+    record_starts = [0]
+    parse = functools.partial(_parse_chunk, video_mode=video_mode)
     pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
-    parsed = pool.imap(_parse_chunk, _chunks(paths, line_counts)) if pool else map(_parse_chunk, _chunks(paths, line_counts))
+    parsed = pool.imap(parse, _chunks(paths, line_counts)) if pool else map(parse, _chunks(paths, line_counts))
     try:
         with IndexedJsonlWriter(out / ln_prepared.SAMPLES_FILE, out / ln_prepared.INDEX_FILE) as writer:
             for lines, chunk_skips in parsed:
                 skips.update(chunk_skips)
-                for samples, caption in lines:
+                for records, caption in lines:
                     kept = []
-                    for fields, text, points in samples:
-                        rel = _image_path(image_template, fields)
-                        if rel not in exists:
-                            exists[rel] = os.path.isfile(root / rel)
-                        if not exists[rel]:
-                            skips["missing_image"] += 1
-                            continue
-                        writer.write({"image": rel, "text": text, "points": points})
-                        kept.append(rel)
+                    for samples in records:
+                        for fields, text, points in samples:
+                            rel = _image_path(image_template, fields)
+                            if rel not in exists:
+                                exists[rel] = os.path.isfile(root / rel)
+                            if not exists[rel]:
+                                skips["missing_image"] += 1
+                                continue
+                            writer.write({"image": rel, "text": text, "points": points})
+                            kept.append(rel)
+                        if len(writer) > record_starts[-1]:
+                            record_starts.append(len(writer))
                     narratives += bool(kept)
                     if kept and caption is not None:  # an image narrative: one image for all its samples
-                        captions.append({"image": kept[0], "caption": caption, "image_id": samples[0][0]["image_id"]})
+                        captions.append({"image": kept[0], "caption": caption,
+                                         "image_id": records[0][0][0]["image_id"]})
             num_samples = len(writer)
+        np.save(out / ln_prepared.RECORDS_FILE, np.asarray(record_starts, dtype=np.int64))
     finally:
         if pool:
             pool.terminate()
@@ -157,10 +176,12 @@ def prepare_ln(
         "images": str(root),
         "image_template": image_template,
         "max_points": MAX_STORED_POINTS,
+        "video_mode": video_mode,
         "point_scale": ln_prepared.POINT_SCALE,
         "inputs": [{"path": str(p.resolve()), "bytes": p.stat().st_size, "lines": line_counts[str(p)]} for p in paths],
         "num_samples": num_samples,
         "num_narratives": narratives,
+        "num_records": len(record_starts) - 1,
         "num_captions": len(captions) if captions_out is not None else None,
         "skip_counts": {kind: n for kind, n in sorted(skips.items()) if n},
         "seconds": round(time.perf_counter() - started, 3),
@@ -178,10 +199,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--image-template", default=None, help="image file under --images (str.format)")
     parser.add_argument("--captions-out", default=None, help="also write the captions, COCO-captions JSON")
     parser.add_argument("--workers", type=int, default=1, help="parsing processes")
+    parser.add_argument("--video-mode", choices=VIDEO_MODES, default="subject",
+                        help="video LN: subject (as released: whole caption, the subject's points) or "
+                             "phrases (ours: split into phrases)")
     args = parser.parse_args(argv)
-    meta = prepare_ln(args.input, args.images, args.output, args.image_template, args.captions_out, args.workers)
+    meta = prepare_ln(args.input, args.images, args.output, args.image_template, args.captions_out, args.workers,
+                      args.video_mode)
     lines = sum(i["lines"] for i in meta["inputs"])
-    print(f"{args.output}: {meta['num_samples']} samples from {meta['num_narratives']} narratives "
+    print(f"{args.output}: {meta['num_samples']} samples in {meta['num_records']} records from "
+          f"{meta['num_narratives']} narratives "
           f"({lines} lines) in {meta['seconds']:.1f} s")
     print(f"skipped: {format_counts(meta['skip_counts'])}")
     return meta

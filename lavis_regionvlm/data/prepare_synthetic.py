@@ -35,8 +35,10 @@ def prepare_synthetic(root: str | Path, workers: int = 1) -> dict[str, dict[str,
         captions = out / "ln_train_captions.json" if name == "ln_train" else None
         metas[name] = prepare_ln([root / files[name]], root / files["images"], out / name,
                                  image_template=templates["images"], captions_out=captions, workers=workers)
+    # The quick start trains our variant (projects/regionvlm/train_tiny.yaml): video narratives
+    # split into phrases.
     metas["vidln"] = prepare_ln([root / files["vidln"]], root / files["vidln_frames"], out / "vidln",
-                                image_template=templates["vidln_frames"], workers=workers)
+                                image_template=templates["vidln_frames"], workers=workers, video_mode="phrases")
     return metas
 
 

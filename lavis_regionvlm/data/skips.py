@@ -14,6 +14,7 @@ SKIP_KINDS: dict[str, str] = {
     "empty_caption": "a narrative whose caption splits into no phrase (skipped)",
     "utterance_not_in_caption": "an utterance that is not found in the caption, in order (that utterance is skipped)",
     "bad_keyframe_index": "an actor narrative with trace points whose kf_idx names no keyframe (those points are skipped)",
+    "group_subject": "a video actor narrative whose subject is \"group\" (dropped in video_mode subject, as released)",
     "phrase_without_points": "a phrase during whose words no trace point was recorded (the phrase is dropped)",
     "missing_image": "a sample whose image file does not exist (the sample is dropped)",
     "corrupt_image": "an image that fails to decode while loading (another sample is used instead)",

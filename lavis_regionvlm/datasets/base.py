@@ -24,6 +24,15 @@ SAMPLE_KEYS = ("image", "region_text", "text_input", "text_output")
 MAX_SUBSTITUTES = 20
 
 
+def seeded_rng(seed: int, name: str, *keys: int) -> np.random.Generator:
+    """The plugin's one seeding scheme: a generator fixed by (seed, name, keys...).
+
+    Datasets use keys (epoch, index) for what changes every epoch and (index,) for what is
+    drawn once; the name keeps datasets (and the mixture) on streams of their own.
+    """
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), *keys])
+
+
 class SkippingDataset(BaseDataset):
     """A map-style dataset whose unreadable samples are replaced, never fatal, never silent.
 
@@ -35,10 +44,12 @@ class SkippingDataset(BaseDataset):
 
     Randomness (`rng`) is seeded by (seed, dataset name, epoch, index): the same sample is the
     same every time; `set_epoch` makes the next epoch draw differently, reproducibly.
+    `fixed_rng(index)` draws what stays the same in every epoch.
 
-    `with_instance_id` (set by the builders for val/test splits): samples also carry
-    `instance_id`, the index of the sample actually loaded, for LAVIS's result files. Training
-    samples never do, so every training dataset emits exactly SAMPLE_KEYS.
+    `with_instance_id` (set by `use_for_evaluation`, which the builders call for val/test
+    splits): samples also carry `instance_id`, the index of the sample actually loaded, for
+    LAVIS's result files. Training samples never do, so every training dataset emits exactly
+    SAMPLE_KEYS.
     """
 
     with_instance_id = False
@@ -50,7 +61,6 @@ class SkippingDataset(BaseDataset):
         self.seed = seed
         self.epoch = 0
         self.skip_counts: Counter = Counter({kind: n for kind, n in skip_counts.items() if n})
-        self._salt = zlib.crc32(name.encode("utf-8"))
         self._bad: set[int] = set()
 
     def __len__(self) -> int:
@@ -64,9 +74,17 @@ class SkippingDataset(BaseDataset):
         """Use the draws of `epoch` from now on (call it before the epoch's DataLoader iterator is made)."""
         self.epoch = int(epoch)
 
+    def use_for_evaluation(self) -> None:
+        """Make this a val/test split: samples carry `instance_id`."""
+        self.with_instance_id = True
+
     def rng(self, index: int) -> np.random.Generator:
         """The random stream of sample `index` in the current epoch."""
-        return np.random.default_rng([self.seed, self._salt, self.epoch, index])
+        return seeded_rng(self.seed, self.name, self.epoch, index)
+
+    def fixed_rng(self, index: int) -> np.random.Generator:
+        """The random stream of sample `index` that is the same in every epoch."""
+        return seeded_rng(self.seed, self.name, index)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         size = len(self)
@@ -86,7 +104,7 @@ class SkippingDataset(BaseDataset):
                     if self.with_instance_id:
                         sample["instance_id"] = str(current)
                     return sample
-            current = int(np.random.default_rng([self.seed, self._salt, index, attempt]).integers(size))
+            current = int(seeded_rng(self.seed, self.name, index, attempt).integers(size))
         raise RuntimeError(
             f"{self.name}: sample {index} and {MAX_SUBSTITUTES} substitutes could not be loaded; "
             f"skipped so far: {format_counts(self.skip_counts)}. Check the image files."

@@ -73,7 +73,8 @@ class LocalDataBuilder(BaseDatasetBuilder):
                 if processor is None:
                     raise ConfigError(f"{self.where}.{kind}.{stage} is not set (needed by split {split!r})")
             datasets[split] = self.build_split(annotations[split], where, vis, text)
-            datasets[split].with_instance_id = split != "train"
+            if split != "train":
+                datasets[split].use_for_evaluation()
             logger.info("%s (%s): %s", self.where, split, datasets[split].summary())
         return datasets
 
@@ -147,9 +148,13 @@ class GlobalCaptionBuilder(LocalDataBuilder):
     DATASET_CONFIG_DICT = {"default": config_path("datasets/global_caption.yaml")}
 
     def build_split(self, node: Any, where: str, vis_processor: Any, text_processor: Any) -> Dataset:
-        sources = []
+        sources, weights = [], []
         for i, entry in enumerate(entry_list(node.get("files"), f"{where}.files")):
             at = f"{where}.files[{i}]"
+            weight = entry.pop("weight", None)
+            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0):
+                raise ConfigError(f"{at}.weight must be a number >= 0, got {weight!r}")
+            weights.append(weight)
             if "shards" in entry:
                 _check_keys(entry, {"shards"}, at)
                 patterns = entry["shards"] if isinstance(entry["shards"], list) else [entry["shards"]]
@@ -159,7 +164,13 @@ class GlobalCaptionBuilder(LocalDataBuilder):
                 _check_keys(entry, {"path", "images"}, at)
                 sources.append(CocoCaptions(existing_path(entry.get("path"), f"{at}.path"),
                                             existing_path(entry.get("images"), f"{at}.images", "folder")))
-        return GlobalCaptionDataset(vis_processor, text_processor, sources, seed=self.sampling().seed, name=self.name)
+        if any(w is None for w in weights) and not all(w is None for w in weights):
+            raise ConfigError(f"{where}.files: give every entry a weight, or none (got {weights})")
+        try:
+            return GlobalCaptionDataset(vis_processor, text_processor, sources, seed=self.sampling().seed,
+                                        name=self.name, weights=None if weights[0] is None else weights)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.files: {exc}") from None
 
 
 @registry.register_builder("region_global_mix")
@@ -176,12 +187,27 @@ class RegionGlobalMixBuilder(LocalDataBuilder):
     DATASET_CONFIG_DICT = {"default": config_path("datasets/region_global_mix.yaml")}
 
     def build(self) -> dict[str, Dataset]:
-        group = to_dict(require(self.config, "group", self.where), f"{self.where}.group")
-        _check_keys(group, {"region", "global"}, f"{self.where}.group")
-        counts = [group.get(k) for k in ("region", "global")]
-        if any(isinstance(n, bool) or not isinstance(n, int) for n in counts) or counts[0] < 1 or counts[1] < 0:
-            raise ConfigError(f"{self.where}.group must be {{region: int >= 1, global: int >= 0}}, got {group}")
-        dataset = RegionGlobalMixDataset(self._sources("region_sources"), self._sources("global_sources"), *counts)
+        ratio, group = self.config.get("region_ratio"), self.config.get("group")
+        if (ratio is None) == (group is None):
+            raise ConfigError(f"{self.where}: set exactly one of region_ratio (as released: each sample is a "
+                              f"region sample with this probability) and group (ours: fixed counts per "
+                              f"batch) and the other to null; got region_ratio={ratio!r}, group={group!r}")
+        counts = [1, 1]
+        if group is not None:
+            group = to_dict(group, f"{self.where}.group")
+            _check_keys(group, {"region", "global"}, f"{self.where}.group")
+            counts = [group.get(k) for k in ("region", "global")]
+            if any(isinstance(n, bool) or not isinstance(n, int) for n in counts) or counts[0] < 1 or counts[1] < 0:
+                raise ConfigError(f"{self.where}.group must be {{region: int >= 1, global: int >= 0}}, got {group}")
+        elif isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+            raise ConfigError(f"{self.where}.region_ratio must be a number in [0, 1], got {ratio!r}")
+        region_sources, global_sources = self._sources("region_sources"), self._sources("global_sources")
+        weighted = [name for name, source in global_sources.items() if getattr(source, "weights", None) is not None]
+        if group is not None and weighted:
+            raise ConfigError(f"{self.where}.global_sources.{weighted[0]}: file weights need region_ratio mixing "
+                              "(groups walk the global samples in order); drop the weights or use region_ratio")
+        dataset = RegionGlobalMixDataset(region_sources, global_sources, *counts,
+                                         region_ratio=None if ratio is None else float(ratio), seed=self.sampling().seed)
         logger.info("%s: %s", self.where, dataset.summary())
         return {"train": dataset}
 

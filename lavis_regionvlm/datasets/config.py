@@ -12,6 +12,7 @@ from lavis_regionvlm.regions import QUANTIZE_MODES
 
 TOKENS_PER_POINT = 4  # "[", x, y, "]": each number 0-100 is one bert-base-uncased token
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]
+EPOCH_UNITS = ("image", "phrase")
 
 
 class ConfigError(ValueError):
@@ -31,6 +32,18 @@ class SamplingConfig:
         let 7.5 of 10 points through).
     empty_points: write "" instead of the points for every region sample: the model then
         cannot tell which region is meant (the no-points ablation of the paper's Table 8).
+    epoch_unit: what one training epoch visits once. "image" (as released): each image record
+        (a narrative, a Visual Genome image) once, with one of its phrases / regions drawn at
+        random each epoch. "phrase" (ours): every phrase and region once. Val/test splits
+        always hold every phrase.
+    stored_points: as released, every region stands for this many stored points, and each
+        sample draws K of them (a sorted random sample; when fewer than K, first upsampled by
+        the released index rule) after the crop, which keeps all of them: a narrative phrase's
+        trace points repeated or subsampled to this count by the index rule, a Visual Genome
+        box's points drawn uniformly ONCE (fixed by the seed and the box, the same every epoch).
+        null (ours): K points drawn from the region itself each time (a phrase's stored trace
+        points, upsampled by rounding when fewer than K; fresh uniform points in a box), then
+        the crop keeps those K.
     """
 
     num_points: int = 10
@@ -38,6 +51,8 @@ class SamplingConfig:
     seed: int = 0
     region_max_len: Optional[int] = None
     empty_points: bool = False
+    epoch_unit: str = "image"
+    stored_points: Optional[int] = 20
 
     def __post_init__(self) -> None:
         for name in ("num_points", "seed"):
@@ -46,6 +61,11 @@ class SamplingConfig:
                 raise ConfigError(f"sampling.{name} must be an int >= {1 if name == 'num_points' else 0}, got {value!r}")
         if self.point_quantize not in QUANTIZE_MODES:
             raise ConfigError(f"sampling.point_quantize must be one of {QUANTIZE_MODES}, got {self.point_quantize!r}")
+        if self.epoch_unit not in EPOCH_UNITS:
+            raise ConfigError(f"sampling.epoch_unit must be one of {EPOCH_UNITS}, got {self.epoch_unit!r}")
+        stored = self.stored_points
+        if stored is not None and (isinstance(stored, bool) or not isinstance(stored, int) or stored < 1):
+            raise ConfigError(f"sampling.stored_points must be null or an int >= 1, got {stored!r}")
         if not isinstance(self.empty_points, bool):
             raise ConfigError(f"sampling.empty_points must be true or false, got {self.empty_points!r}")
         limit = self.region_max_len

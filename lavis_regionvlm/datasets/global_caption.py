@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 from PIL import Image
@@ -59,14 +59,35 @@ Source = Union[CocoCaptions, TarShards]
 
 
 class GlobalCaptionDataset(SkippingDataset):
-    """Samples ``{"image", "region_text": "", "text_input": "", "text_output": caption}``."""
+    """Samples ``{"image", "region_text": "", "text_input": "", "text_output": caption}``.
+
+    `weights` (one per source, or None): how often `draw_index` picks each source, e.g.
+    [0.1, 0.9] for the released 10% COCO and 90% LAION; None draws every sample equally often.
+    """
 
     def __init__(self, vis_processor: Any, text_processor: Any, sources: Sequence[Source], seed: int = 0,
-                 name: str = "global_caption"):
+                 name: str = "global_caption", weights: Optional[Sequence[float]] = None):
         self.sources = list(sources)
         self.ends = np.cumsum([len(s) for s in self.sources], dtype=np.int64)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != (len(self.sources),) or not (weights >= 0).all() or weights.sum() <= 0:
+                raise ValueError(f"weights must be {len(self.sources)} numbers >= 0, not all 0; got {weights.tolist()}")
+            empty = [i for i, (w, s) in enumerate(zip(weights, self.sources)) if w > 0 and len(s) == 0]
+            if empty:
+                raise ValueError(f"sources {empty} have a weight but no usable sample")
+            weights = weights / weights.sum()
+        self.weights = weights
         super().__init__(vis_processor, text_processor, name, seed,
                          merge_counts(*(s.skip_counts for s in self.sources)))
+
+    def draw_index(self, rng: np.random.Generator) -> int:
+        """A sample index drawn with `rng`: a source by `weights`, then a uniform sample of it
+        (without weights: uniform over all samples)."""
+        if self.weights is None:
+            return int(rng.integers(len(self)))
+        part = int(rng.choice(len(self.sources), p=self.weights))
+        return (int(self.ends[part - 1]) if part else 0) + int(rng.integers(len(self.sources[part])))
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0

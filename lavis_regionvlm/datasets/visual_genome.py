@@ -1,5 +1,10 @@
 """`VGRegionDataset`: Visual Genome region descriptions, K points drawn inside each box.
 
+A record is one image's kept regions (a run of regions of the same image, in file order, which
+is one entry of region_descriptions.json); with `sampling.stored_points` (released) each box
+stands for that many points drawn uniformly once (fixed by the seed and the region, rounded
+to 4 decimals as released) and every sample picks K of them; without, K fresh uniform points.
+
 Reads ``region_descriptions.json`` ([{"id" | "image_id", "regions": [{"region_id" | "id",
 "image_id" | "image", "phrase", "x", "y", "width", "height"}]}], boxes in pixels) and
 ``image_data.json`` ([{"image_id" | "id", "width", "height", "url"}]); v1.0 and v1.2 key names
@@ -29,7 +34,7 @@ class VGRegions(NamedTuple):
     """Kept regions as columns.
 
     image_files: the distinct image paths, relative to the image root.
-    image_index: (N,) int32 row of each region's image in `image_files`.
+    image_index: (N,) int32 row of each region's image in `image_files` (file order).
     boxes: (N, 4) float32 relative xyxy, clipped to the image.
     phrases: N phrases.
     """
@@ -126,7 +131,7 @@ def read_visual_genome(region_descriptions: Path, image_data: Path, images: Path
 
 
 class VGRegionDataset(RegionDataset):
-    """Visual Genome regions; K points uniform inside the box ("uniform" strategy)."""
+    """Visual Genome regions: points uniform inside the box (see the module doc)."""
 
     def __init__(self, vis_processor: Any, text_processor: Any, sampling: SamplingConfig,
                  region_descriptions: Path, image_data: Path, images: Path, max_box_area: float = 0.5,
@@ -134,13 +139,19 @@ class VGRegionDataset(RegionDataset):
         self.images = Path(images)
         self.regions, skips = read_visual_genome(Path(region_descriptions), Path(image_data), self.images,
                                                  max_box_area)
+        index = self.regions.image_index
+        runs = np.flatnonzero(index[1:] != index[:-1]) + 1  # where the next image's regions start
+        ends = [len(index)] if len(index) else []
+        self.record_starts = np.concatenate([[0], runs, ends]).astype(np.int64)
         super().__init__(vis_processor, text_processor, sampling, name, skips)
 
-    def __len__(self) -> int:
-        return len(self.regions.phrases)
-
-    def record(self, index: int) -> RegionRecord:
+    def record(self, sample: int) -> RegionRecord:
         regions = self.regions
-        image = self.images / regions.image_files[int(regions.image_index[index])]
-        return RegionRecord(str(image), Region.from_box(regions.boxes[index].astype(np.float64)),
-                            regions.phrases[index])
+        image = self.images / regions.image_files[int(regions.image_index[sample])]
+        return RegionRecord(str(image), Region.from_box(regions.boxes[sample].astype(np.float64)),
+                            regions.phrases[sample])
+
+    def stored_points(self, sample: int, record: RegionRecord) -> np.ndarray:
+        """`sampling.stored_points` uniform points in the box, the same every epoch (as released:
+        drawn once per box and rounded to 4 decimals)."""
+        return np.round(record.region.sample_points(self.sampling.stored_points, self.fixed_rng(sample)), 4)

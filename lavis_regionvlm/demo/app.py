@@ -17,12 +17,17 @@ can do with curl (see `docs/demo_api.md`; `GET /openapi.json` has the schema):
     POST   /api/sessions/{id}/reset          {"keep_regions": false} -> clears the chat
     GET    /api/sessions/{id}/export         the chat session JSON (replayable with `Chat.replay`)
 
-Errors are JSON `{"error": "<what was wrong and where>"}` with status 400 (bad input),
-404 (unknown session), 409 (conflict), 413 (upload too large), 422 (malformed request).
+Every error is JSON `{"error": "<what was wrong and where>"}`: 400 (bad input), 404 (unknown
+session or route), 405 (wrong method), 408 (body too slow), 409 (conflict), 413 (over a size
+limit), 422 (malformed request), 503 (busy), 500 (a bug: the traceback is in the server log,
+never in the answer). Every request is bounded in memory and time by `RequestLimits` (each a
+server option, named in the refusal) and by `guard.Guard` (Host check, body size counted while
+it streams, body timeout, requests at once).
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import threading
 from dataclasses import asdict, dataclass
@@ -30,6 +35,7 @@ from functools import partial
 from importlib import resources
 from typing import Any, Optional, Union
 
+import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -37,13 +43,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lavis_regionvlm.demo.guard import LOCAL_HOSTS, Guard
+from lavis_regionvlm.demo.limits import RequestLimits, TokenCounter
 from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSessionError
 from lavis_regionvlm.demo.uploads import UploadLimits, read_upload
 from lavis_regionvlm.interactive.chat import RELEASED, Chat, check_layout
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.interactive.regions_input import as_region
+from lavis_regionvlm.ris.pipeline import RisOptions
 from lavis_regionvlm.ris.segment import overlay as mask_overlay
+from lavis_regionvlm.ris.segment import segment as segment_image
 
 __all__ = ["create_app", "DemoConfig"]
 
@@ -56,15 +67,19 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Server settings. limits: upload limits. max_sessions / idle_seconds: see `SessionStore`.
-    mask_generator: SAM's automatic mask generator for `segment` (None: segmentation is
-    refused with a message). chat_layout: the chat's T5 input layout, "released" (their
+    """Server settings. limits: upload limits. requests: per-request limits (`RequestLimits`).
+    max_sessions / idle_seconds: see `SessionStore`. mask_generator: SAM's automatic mask
+    generator for `segment` (None: segmentation is refused with a message). allowed_hosts: host
+    names accepted in the Host header (None: any; the default suits a server bound to this
+    machine, see `guard`). chat_layout: the chat's T5 input layout, "released" (their
     multi-turn layout) or "history" (ours, answers fed back); see `interactive.chat`."""
 
     limits: UploadLimits = UploadLimits()
+    requests: RequestLimits = RequestLimits()
     max_sessions: int = 32
     idle_seconds: float = 3600.0
     mask_generator: Any = None
+    allowed_hosts: Optional[tuple[str, ...]] = LOCAL_HOSTS
     chat_layout: str = RELEASED
 
 
@@ -99,16 +114,50 @@ def png_data_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def mask_resized(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool mask -> (height, width) bool by nearest neighbour; size is (width, height)."""
+    if mask.shape == (size[1], size[0]):
+        return mask
+    return np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
+
+
+BODY_ERRORS = {  # what FastAPI's "There was an error parsing the body" was caused by
+    UnicodeDecodeError: "the body is not valid UTF-8 JSON",
+    RecursionError: "the body is nested too deeply",
+}
+
+
+def http_error_message(request: Request, exc: StarletteHTTPException) -> str:
+    """What went wrong, for the errors Starlette and FastAPI raise themselves."""
+    if exc.status_code == 404 and exc.detail == "Not Found":
+        return f"no such route: {request.method} {request.url.path} (the routes are listed at /openapi.json)"
+    if exc.status_code == 405:
+        return f"{request.method} is not allowed on {request.url.path} (the methods are listed at /openapi.json)"
+    if exc.status_code == 400 and type(exc.__cause__) in BODY_ERRORS:
+        return BODY_ERRORS[type(exc.__cause__)]
+    return str(exc.detail)
+
+
 def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) -> FastAPI:
     """The demo app around a loaded predictor (its model is shared by all sessions)."""
     config = config or DemoConfig()
+    limits = config.requests
     store = SessionStore(predictor, partial(Chat, layout=check_layout(config.chat_layout)),
                          max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
     model_lock = threading.Lock()  # one model, many request threads: one call at a time
+    tokens = TokenCounter(predictor.model.t5_tokenizer)
     app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
     app.state.sessions = store
+    upload_limit = (config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES, "upload limit", "server option --max-upload-mb")
+    app.add_middleware(
+        Guard, max_body_bytes=limits.max_body_bytes,
+        body_limit_for=lambda method, path: upload_limit if (method, path) == ("POST", "/api/sessions") else None,
+        body_timeout_s=limits.body_timeout_s, max_active_requests=limits.max_active_requests,
+        allowed_hosts=config.allowed_hosts,
+    )
 
     def region_of(session: DemoSession, region: RegionField):
+        limits.check_region(region)
         if isinstance(region, bool):
             raise ValueError(f"region: expected {REGION_HELP}; got {region!r}")
         if isinstance(region, int):
@@ -129,6 +178,11 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     async def bad_input(request: Request, exc: ValueError):
         return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": http_error_message(request, exc)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError):
         problems = []
@@ -139,18 +193,10 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
                 problems.append(f"the body is not valid JSON (at character {''.join(location) or '?'}): {reason}")
             else:
                 problems.append(f"{'.'.join(location) or 'body'}: {error.get('msg')}")
+        details = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]  # no echo
         return JSONResponse({"error": "malformed request: " + "; ".join(problems),
-                             "details": jsonable_encoder(exc.errors())},
+                             "details": jsonable_encoder(details)},
                             status_code=422)
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES:
-            return JSONResponse({"error": f"request body of {int(length)} bytes is over the upload limit of "
-                                          f"{config.limits.max_bytes} bytes (server option --max-upload-mb)"},
-                                status_code=413)
-        return await call_next(request)
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -161,7 +207,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     @app.get("/api/info")
     def info():
         """Model settings and server limits (what the page shows and checks)."""
-        return {**predictor.settings, "limits": asdict(config.limits),
+        return {**predictor.settings, "limits": {**asdict(config.limits), **asdict(limits)},
                 "segmentation": config.mask_generator is not None}
 
     @app.post("/api/sessions", status_code=201)
@@ -174,7 +220,9 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
 
     @app.get("/api/sessions/{session_id}")
     def get_session(session_id: str):
-        return store.get(session_id).summary()
+        session = store.get(session_id)
+        with session.lock:
+            return session.summary()
 
     @app.delete("/api/sessions/{session_id}", status_code=204)
     def delete_session(session_id: str):
@@ -186,7 +234,9 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
         session = store.get(session_id)
         if body.region is None or isinstance(body.region, int):
             raise ValueError(f"region: give the region itself ({REGION_HELP.split(', ', 1)[1]})")
-        with model_lock:
+        limits.check_region(body.region)
+        with session.lock, model_lock:
+            limits.check_region_count(len(session.chat.regions))
             index = session.chat.add_region(body.region)
             return session.region_record(index)
 
@@ -194,7 +244,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     def remove_last_region(session_id: str):
         """Undo the last region (refused while a turn refers to it)."""
         session = store.get(session_id)
-        with model_lock:
+        with session.lock:
             if not session.chat.regions:
                 raise ValueError("there is no region to remove")
             last = len(session.chat.regions) - 1
@@ -209,20 +259,21 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     def chat(session_id: str, body: ChatBody):
         """One chat turn; regions are referred to as [0], [1], ..."""
         session = store.get(session_id)
-        with model_lock:
+        with session.lock, model_lock:
             return session.chat.ask(body.message).to_json()
 
     @app.post("/api/sessions/{session_id}/caption")
     def caption(session_id: str, body: RegionBody):
         session = store.get(session_id)
-        with model_lock:
+        with session.lock, model_lock:
             region = region_of(session, body.region)
             return {"caption": session.predictor.caption(region), "point_text": session.predictor.region_text(region)}
 
     @app.post("/api/sessions/{session_id}/ask")
     def ask(session_id: str, body: AskBody):
         session = store.get(session_id)
-        with model_lock:
+        limits.check_text(tokens, body.question, "question")
+        with session.lock, model_lock:
             region = region_of(session, body.region)
             return {"answer": session.predictor.ask(body.question, region),
                     "point_text": session.predictor.region_text(region)}
@@ -231,43 +282,58 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
     def score(session_id: str, body: ScoreBody):
         """Mean token NLL (nats) of each text given the region; lower is more likely."""
         session = store.get(session_id)
-        with model_lock:
+        limits.check_score_texts(tokens, body.texts)
+        with session.lock, model_lock:
             losses = session.predictor.score(body.texts, region_of(session, body.region))
         return {"texts": body.texts, "losses": [round(float(x), 5) for x in losses]}
 
     @app.post("/api/sessions/{session_id}/segment")
     def segment(session_id: str, body: SegmentBody):
-        """The SAM proposal the expression refers to (COCO RLE) and an overlay picture."""
+        """The SAM proposal the expression refers to (COCO RLE at the image's size) and an
+        overlay picture. SAM and the ranking work on the image scaled to at most
+        `max_work_side` pixels a side; the chosen mask is scaled back to the image."""
         session = store.get(session_id)
         if config.mask_generator is None:
             return JSONResponse({"error": "segmentation is off: start the demo with --sam-checkpoint "
                                           "(or --sam-type tiny for a random-weight SAM)"}, status_code=409)
-        with model_lock:
-            result = session.predictor.segment(body.expression, mask_generator=config.mask_generator)
-        return {**result.to_json(), "overlay": png_data_url(mask_overlay(session.predictor.image, result.mask))}
+        limits.check_text(tokens, body.expression, "expression")
+        view = session.predictor
+        with session.lock:
+            work = session.work_image(limits.max_work_side)
+            with model_lock:
+                if session.proposals is None:
+                    session.proposals = list(config.mask_generator.generate(np.asarray(work)))
+                options = RisOptions(num_points=view.num_points, quantize=view.quantize, seed=view.seed)
+                result = segment_image(view.model, view.vis_processor, work, body.expression,
+                                       session.proposals, options, image_embeds=view.image_embeds)
+        picture = mask_overlay(work, result.mask)
+        if result.mask is not None:
+            result = dataclasses.replace(result, mask=mask_resized(result.mask, view.image_size))
+        return {**result.to_json(), "overlay": png_data_url(picture)}
 
     @app.post("/api/sessions/{session_id}/attention")
     def attention(session_id: str, body: RegionBody):
-        """The Q-Former queries' cross-attention over the image for a region, as an overlay."""
+        """The Q-Former queries' cross-attention over the image for a region, as an overlay
+        (at most `max_work_side` pixels a side)."""
         session = store.get(session_id)
-        with model_lock:
+        with session.lock, model_lock:
             region = region_of(session, body.region)
             attention_map = session.predictor.attention_map(region)
-            picture = attention_map.overlay(session.predictor.image, points=region is not None)
+            picture = attention_map.overlay(session.work_image(limits.max_work_side), points=region is not None)
         return {"overlay": png_data_url(picture), "point_text": attention_map.region_text}
 
     @app.post("/api/sessions/{session_id}/reset")
     def reset(session_id: str, body: ResetBody):
         session = store.get(session_id)
-        with model_lock:
+        with session.lock:
             session.chat.reset(keep_regions=body.keep_regions)
-        return session.summary()
+            return session.summary()
 
     @app.get("/api/sessions/{session_id}/export")
     def export(session_id: str):
         """The chat session (image hash, regions, turns, settings), replayable with `Chat.replay`."""
         session = store.get(session_id)
-        with model_lock:
+        with session.lock:
             record = session.chat.export()
         return JSONResponse(record, headers={"Content-Disposition": 'attachment; filename="regionvlm_session.json"'})
 

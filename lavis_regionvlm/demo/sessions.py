@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from PIL import Image
 
@@ -21,7 +21,17 @@ from lavis_regionvlm.interactive.chat import Chat
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.regions import text_to_points
 
-__all__ = ["DemoSession", "SessionStore", "UnknownSessionError"]
+__all__ = ["DemoSession", "SessionStore", "UnknownSessionError", "scaled_to"]
+
+
+def scaled_to(image: Image.Image, max_side: int) -> Image.Image:
+    """`image` itself when its long side is at most `max_side` pixels, else a copy scaled down
+    to that long side (aspect kept)."""
+    width, height = image.size
+    if max(width, height) <= max_side:
+        return image
+    scale = max_side / max(width, height)
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
 
 
 class UnknownSessionError(KeyError):
@@ -33,12 +43,29 @@ class UnknownSessionError(KeyError):
 
 @dataclass
 class DemoSession:
-    """One user's state. `chat.regions` are the regions, `chat.turns` the conversation."""
+    """One user's state. `chat.regions` are the regions, `chat.turns` the conversation.
+
+    `lock` guards the session's state: every request that reads or changes the regions,
+    turns or caches holds it (and takes the model lock, when it needs the model, inside it),
+    so a summary is never built from a list another request is changing. `work` and
+    `proposals`: the image scaled for SAM and the overlays, and SAM's proposals on it (made
+    on first use)."""
 
     id: str
     predictor: RegionPredictor
     chat: Chat
     last_used: float = field(default_factory=time.monotonic)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    work: Optional[Image.Image] = field(default=None, repr=False)
+    proposals: Optional[list[dict]] = field(default=None, repr=False)
+
+    def work_image(self, max_side: int) -> Image.Image:
+        """The session's image with its long side at most `max_side` pixels (the image itself
+        when it is that small), made once."""
+        if self.work is None or max(self.work.size) > max_side:
+            self.work = scaled_to(self.predictor.image, max_side)
+            self.proposals = None
+        return self.work
 
     def region_record(self, index: int) -> dict[str, Any]:
         """What the page draws for region `index`: its JSON form, the point text the model

@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import logging
 from os import PathLike
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm import image_io
 from lavis_regionvlm.interactive.attention import AttentionMap, LayerSpec, attention_maps
 from lavis_regionvlm.models.pieces import Piece, embed_pieces
 from lavis_regionvlm.interactive.regions_input import as_region, is_single_region
@@ -55,23 +55,18 @@ class NoImageError(RuntimeError):
 
 def load_image(image: ImageLike) -> Image.Image:
     """A PIL image, an (H, W) / (H, W, 3|4) uint8 array (or float in [0, 1]) or a file path
-    -> RGB PIL image.
+    -> RGB PIL image. A file is read by `image_io.load_image`: its EXIF orientation applied,
+    a truncated or corrupt file refused.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: a file that is not an image, or an array of the wrong shape or range.
+        FileNotFoundError: no such file (`image_io.ImageNotFoundError`).
+        ValueError: a file that is not an image, truncated or corrupt (`image_io.ImageInputError`),
+            or an array of the wrong shape or range.
     """
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    if isinstance(image, (str, PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {str(path)!r}")
-        try:
-            with Image.open(path) as opened:
-                return opened.convert("RGB")
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read {str(path)!r} as an image: {exc}") from None
+    if isinstance(image, (str, PathLike)):  # EXIF-transposed, truncation refused (see image_io)
+        return image_io.load_image(image)
     if isinstance(image, np.ndarray):
         array = image
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

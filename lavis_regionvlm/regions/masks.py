@@ -93,6 +93,12 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: in
     Raises:
         RegionError: a bad size, no polygons, or a polygon that is not an even-length list of
             >= 6 finite numbers.
+
+    Vertices may lie outside the canvas: a polygon reaching beyond ``[-1, width + 1] x
+    [-1, height + 1]`` is first clipped to that window (`clip_polygon`), which leaves the
+    pixels inside the canvas as they were (up to rounding on the cut edges) and keeps the cost
+    bounded (pycocotools' cost and memory grow with the length of the edges: a vertex at 1e7
+    took 780 MB). Polygons wholly inside the window are rasterised unchanged.
     """
     from pycocotools import mask as mask_utils
 
@@ -116,9 +122,66 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: in
             )
         if not np.isfinite(coords).all():
             raise RegionError(f"polygon {i} has a NaN or infinite coordinate")
-        flat.append(coords.tolist())
+        clipped = clip_polygon(coords.reshape(-1, 2), width, height)
+        if len(clipped) >= 3:
+            flat.append(clipped.ravel().tolist())
+    if not flat:  # every polygon lies wholly outside the canvas
+        return np.zeros((height, width), dtype=bool)
     rles = mask_utils.frPyObjects(flat, height, width)
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def clip_polygon(vertices: np.ndarray, width: int, height: int, margin: float = 1.0) -> np.ndarray:
+    """Clip a polygon to the window ``[-margin, width + margin] x [-margin, height + margin]``.
+
+    Sutherland-Hodgman against the window's four sides (exact for any polygon, since the window
+    is convex; parts outside are replaced by runs along the window's border, which lies outside
+    the canvas and so paints no pixel of it).
+
+    Args:
+        vertices: (V, 2) float64 (x, y) in pixels, finite.
+        width, height: canvas size in pixels.
+        margin: how far beyond the canvas the window reaches, in pixels.
+
+    Returns:
+        (V', 2) float64: ``vertices`` itself when every vertex is inside the window, else the
+        clipped polygon (V' < 3 when nothing of it is inside).
+    """
+    low = np.array([-margin, -margin])
+    high = np.array([width + margin, height + margin])
+    if ((vertices >= low) & (vertices <= high)).all():
+        return vertices
+    points = [tuple(v) for v in vertices]
+    for axis, bound, keep_below in ((0, low[0], False), (0, high[0], True), (1, low[1], False), (1, high[1], True)):
+        if not points:
+            break
+        inside = [(p[axis] <= bound) if keep_below else (p[axis] >= bound) for p in points]
+        out = []
+        for k, (point, is_in) in enumerate(zip(points, inside)):
+            prev, prev_in = points[k - 1], inside[k - 1]
+            if is_in != prev_in:  # the edge prev -> point crosses the line: add the crossing
+                t = (bound - prev[axis]) / (point[axis] - prev[axis])
+                crossing = [prev[0] + t * (point[0] - prev[0]), prev[1] + t * (point[1] - prev[1])]
+                crossing[axis] = bound
+                out.append(tuple(crossing))
+            if is_in:
+                out.append(point)
+        points = out
+    return np.asarray(points, dtype=np.float64).reshape(-1, 2)
+
+
+def check_mask_pixels(height: int, width: int, max_pixels: int, option: str = "") -> None:
+    """Refuse a height x width mask larger than ``max_pixels`` (checked before any decoding).
+
+    Raises:
+        RegionError: over the limit; the message names ``option`` (how to raise it).
+    """
+    if height * width > max_pixels:
+        hint = f" ({option})" if option else ""
+        raise RegionError(
+            f"a {height}x{width} mask ({height * width / 1e6:.1f} MP) is over the limit of "
+            f"{max_pixels / 1e6:.1f} MP{hint}; masks are read relative to their size, so a smaller one works as well"
+        )
 
 
 def mask_to_rle(mask: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lavis_regionvlm.ris.proposal_cache import proposal_path, read_proposals
+from lavis_regionvlm.ris.proposal_cache import ImageKey, find_proposal_file, image_fingerprint, read_proposals
 from lavis_regionvlm.ris.refer import ReferImage
 
 
@@ -18,8 +18,11 @@ class RefCocoRisDataset(Dataset):
     An item: `image` (3, S, S) processed; `image_id`; `file_name`; `image_path`; `height`,
     `width` (pixels); `expressions` [{`id`, `ref_id`, `sent_id`, `ann_id`, `raw`, `text`}]
     (`text` is `raw` after the text processor); `segmentations` {ann_id: COCO
-    segmentation}; `proposals` (cache records, at the image's size). A missing proposal file
-    is an error.
+    segmentation}; `proposals` (cache records, at the image's size).
+
+    An image's proposal file is found by file name, stem or image id (`find_proposal_file`)
+    and checked against the image (`read_proposals`): a missing, ambiguous, corrupted or
+    foreign file is an error naming it.
     """
 
     def __init__(
@@ -35,6 +38,10 @@ class RefCocoRisDataset(Dataset):
         self.proposals_dir = Path(proposals_dir)
         self.vis_processor = vis_processor
         self.text_processor = text_processor
+        stems: dict[str, list[str]] = {}
+        for image in self.images:
+            stems.setdefault(str(Path(image.file_name).with_suffix("")), []).append(image.file_name)
+        self._same_stem = {name: [n for n in names if n != name] for names in stems.values() for name in names}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -47,22 +54,14 @@ class RefCocoRisDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         info = self.images[index]
         path = self.image_root / info.file_name
-        cache = proposal_path(self.proposals_dir, info.file_name)
-        if not cache.is_file():
-            raise FileNotFoundError(
-                f"no proposals for image {info.image_id} at {cache}; run "
-                "`python -m lavis_regionvlm.ris.proposals` over this split first"
-            )
+        cache = find_proposal_file(self.proposals_dir, info.file_name, info.image_id,
+                                   same_stem=self._same_stem.get(info.file_name, ()))
         with Image.open(path) as image:
             image = image.convert("RGB")
         if image.size != (info.width, info.height):
             raise ValueError(f"{path} is {image.size[0]}x{image.size[1]}, annotations say {info.width}x{info.height}")
-        proposals = read_proposals(cache)
-        if proposals and list(proposals[0]["segmentation"]["size"]) != [info.height, info.width]:
-            raise ValueError(
-                f"{cache}: proposals are {proposals[0]['segmentation']['size']} (h, w), "
-                f"image {info.image_id} is {info.height}x{info.width}"
-            )
+        key = ImageKey(info.file_name, info.height, info.width, info.image_id, **image_fingerprint(path))
+        proposals = read_proposals(cache, key)
         expressions = [
             {"id": e.id, "ref_id": e.ref_id, "sent_id": e.sent_id, "ann_id": e.ann_id, "raw": e.text,
              "text": self.text_processor(e.text) if self.text_processor else e.text}

@@ -21,10 +21,12 @@ Config (YAML; `key=value` arguments override it, e.g. `sam.device=cuda`):
     output_dir: data/sam_proposals/refcoco
     shard: {index: 0, count: 1}     # process images[index::count] (several GPUs, one folder)
 
-Each image gets `<output_dir>/<stem>.json` (see `proposal_cache`), written atomically, and
+Each image gets `<output_dir>/<file name>.json` (e.g. `cat.jpg.json`; see `proposal_cache`),
+written atomically, recording the image's file name, id, size and content fingerprint;
 `run_config.json` records the SAM type, checkpoint and generator parameters. A rerun skips
 images whose file exists, so a crashed run resumes where it stopped; a rerun with a
-different SAM or generator config into the same folder is refused.
+different SAM or generator config into the same folder is refused, and so is a folder
+holding files of the older `<stem>.json` layout (move them away or use a new output_dir).
 """
 from __future__ import annotations
 
@@ -41,7 +43,14 @@ from PIL import Image
 
 from lavis_regionvlm.paths import resolve_path
 from lavis_regionvlm.ris.progress import Progress
-from lavis_regionvlm.ris.proposal_cache import RUN_CONFIG, proposal_path, remove_stale_temps, write_json_atomic
+from lavis_regionvlm.ris.proposal_cache import (
+    RUN_CONFIG,
+    image_fingerprint,
+    proposal_candidates,
+    proposal_path,
+    remove_stale_temps,
+    write_json_atomic,
+)
 from lavis_regionvlm.ris.refer import load_split
 
 logger = logging.getLogger(__name__)
@@ -93,9 +102,24 @@ def check_run_config(output_dir: Path, record: dict) -> None:
     write_json_atomic(path, record)
 
 
+def check_layout(images: Iterable[tuple[str, Optional[int]]], output_dir: Path) -> None:
+    """Refuse an output folder holding proposal files of the older `<stem>.json` layout for
+    these images: a rerun would write `<file name>.json` beside them, and the evaluation
+    would then find two files for one image."""
+    old = [stem for name, _ in images if not proposal_path(output_dir, name).is_file()
+           for stem in proposal_candidates(output_dir, name)[1:2] if stem.is_file()]
+    if old:
+        raise SystemExit(
+            f"{output_dir} holds {len(old)} proposal files named by image stem (the older layout), "
+            f"e.g. {old[0].name}; files are now named <file name>.json and record their image. "
+            "Use a new output_dir, or move the old files away to regenerate them here"
+        )
+
+
 def generate(generator, images: Iterable[tuple[str, Optional[int]]], root: Path, output_dir: Path) -> dict[str, int]:
     """Run `generator` over images without a cache file yet; returns {"done", "skipped"}."""
     images = list(images)
+    check_layout(images, output_dir)
     todo = [(name, image_id) for name, image_id in images if not proposal_path(output_dir, name).is_file()]
     skipped = len(images) - len(todo)
     logger.info("%d images, %d already done, %d to do", len(images), skipped, len(todo))
@@ -104,9 +128,12 @@ def generate(generator, images: Iterable[tuple[str, Optional[int]]], root: Path,
         with Image.open(root / name) as image:
             pixels = np.asarray(image.convert("RGB"))
         records = generator.generate(pixels)
+        if not records:
+            logger.warning("SAM found no mask in %s", name)
         write_json_atomic(proposal_path(output_dir, name), {
             "file_name": name, "image_id": image_id, "height": int(pixels.shape[0]),
-            "width": int(pixels.shape[1]), "proposals": records,
+            "width": int(pixels.shape[1]), **image_fingerprint(root / name),
+            "num_proposals": len(records), "proposals": records,
         })
         progress.update(1)
     return {"done": len(todo), "skipped": skipped}

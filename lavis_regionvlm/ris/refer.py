@@ -7,6 +7,7 @@ is one evaluated expression; its ground truth is the ref's annotation mask.
 """
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from dataclasses import dataclass
@@ -53,21 +54,55 @@ def refs_path(ann_dir: str | Path, split_by: str) -> Path:
     return Path(ann_dir) / f"refs({split_by}).p"
 
 
+class RefsFileError(ValueError):
+    """A REFER refs file that is unreadable, or holds more than plain data."""
+
+
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles only what needs no import: dicts, lists, tuples, strings, bytes, numbers,
+    booleans and None (REFER's refs files hold nothing else). Any class or function
+    reference (the way a crafted pickle runs code) is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"it refers to {module}.{name}")
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle refers to a class or function (`PlainDataUnpickler` refuses it)."""
+
+
 def load_refs(ann_dir: str | Path, split_by: str) -> list[dict]:
     """The refs list of a REFER folder.
 
-    The file is a pickle, as the REFER toolkit ships it: load only files you trust.
-    Python 2 pickles with non-ASCII text are read as latin-1.
+    The file is a pickle, as the REFER toolkit ships it; it is read with
+    `PlainDataUnpickler`, so a file that refers to any class or function is refused and
+    nothing in it runs. Python 2 pickles with non-ASCII text are read as latin-1.
     """
     path = refs_path(ann_dir, split_by)
     if not path.is_file():
         raise FileNotFoundError(f"no REFER refs file at {path}")
-    with open(path, "rb") as f:
+    data = path.read_bytes()
+    for encoding in ("ASCII", "latin1"):
         try:
-            return pickle.load(f)
+            refs = PlainDataUnpickler(io.BytesIO(data), encoding=encoding).load()
+            break
         except UnicodeDecodeError:
-            f.seek(0)
-            return pickle.load(f, encoding="latin1")
+            continue
+        except UnsafePickleError as exc:
+            raise RefsFileError(
+                f"{path} was not loaded: {exc}, but a REFER refs file holds only dicts, lists, "
+                "strings and numbers, and a pickle that refers to code can run it. "
+                "Download the refs file again from the REFER release"
+            ) from None
+        except pickle.UnpicklingError as exc:
+            raise RefsFileError(f"{path} is not a readable pickle ({exc}); download it again") from None
+        except (EOFError, ValueError, IndexError, KeyError, TypeError) as exc:
+            raise RefsFileError(
+                f"{path} is not a readable pickle ({type(exc).__name__}: {exc or 'truncated'}); download it again"
+            ) from None
+    if not isinstance(refs, list) or not all(isinstance(ref, dict) for ref in refs):
+        raise RefsFileError(f"{path} holds a {type(refs).__name__}, not a list of ref dicts")
+    return refs
 
 
 def load_split(

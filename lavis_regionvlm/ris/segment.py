@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm.image_io import ImageInputError, load_image
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.proposal_cache import read_proposals
@@ -148,11 +149,13 @@ def main(argv: Optional[list[str]] = None) -> SegmentResult:
     parser.add_argument("--method", default="points", choices=("points", "red_circle", "crop"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    try:  # before the model loads: EXIF-transposed; a missing, truncated or corrupt file is refused
+        image = load_image(args.image, name=f"--image {args.image!r}")
+    except ImageInputError as exc:
+        parser.error(str(exc))
     model, vis_processors, text_processors = load_model_and_preprocess(
         args.model_name, args.model_type, is_eval=True, device=args.device
     )
-    with Image.open(args.image) as image:
-        image = image.convert("RGB")
     if args.proposals:
         proposals = read_proposals(args.proposals)
     else:

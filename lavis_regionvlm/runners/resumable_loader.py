@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -47,17 +48,34 @@ class ResumableDistributedSampler(Sampler[int]):
         return max(0, self.num_samples - self.start_batch * self.batch_size)
 
 
+@dataclass
+class RunningLoss:
+    """One rank's training loss so far in the epoch: `total` (sum of per-batch losses) and
+    `count` (batches). Saved in mid-epoch checkpoints, so a resumed epoch's mean covers the
+    batches trained before the interruption too."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, loss: float) -> None:
+        self.total += loss
+        self.count += 1
+
+
 class ResumableLoader:
     """Iterates one epoch of batches from (epoch, start_iter), calling `on_step_done(i)`
     when the training step for batch i-1 has finished (at the fetch of batch i).
 
     `start_iter` tells the training loop which iteration number to continue from, so
-    the learning-rate schedule continues too. `__len__` counts the batches left.
+    the learning-rate schedule continues too; `running_loss` is where it adds each
+    batch's loss, starting from what the batches before `start_iter` added. `__len__`
+    counts the batches left.
     """
 
     def __init__(self, loader: DataLoader, sampler: ResumableDistributedSampler) -> None:
         self.loader, self.sampler = loader, sampler
         self.epoch, self.start_iter = 0, 0
+        self.running_loss = RunningLoss()
         self.on_step_done: Callable[[int, int], None] | None = None
 
     @property
@@ -65,11 +83,13 @@ class ResumableLoader:
         """Full-epoch length in batches (drop_last)."""
         return self.sampler.num_samples // self.sampler.batch_size
 
-    def set_position(self, epoch: int, start_iter: int = 0) -> None:
-        """Continue at batch `start_iter` of `epoch`. The DataLoader's own generator (worker
-        seeds) is reseeded from the epoch, so starting an epoch draws nothing from the
-        global RNG, whose state a resumed run restores exactly."""
+    def set_position(self, epoch: int, start_iter: int = 0, running_loss: Optional[RunningLoss] = None) -> None:
+        """Continue at batch `start_iter` of `epoch`, with the loss sums of the batches
+        before it (none: zero). The DataLoader's own generator (worker seeds) is reseeded
+        from the epoch, so starting an epoch draws nothing from the global RNG, whose state
+        a resumed run restores exactly."""
         self.epoch, self.start_iter = epoch, start_iter
+        self.running_loss = running_loss if running_loss is not None else RunningLoss()
         self.sampler.set_position(epoch, start_iter)
         self.loader.generator.manual_seed(self.sampler.seed * 100_003 + epoch)
 

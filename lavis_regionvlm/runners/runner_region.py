@@ -9,9 +9,11 @@ What it changes, and why (DESIGN.md section 4):
 - `dist.barrier()` only when a process group exists;
 - evaluation is called with `cuda_enabled` matching the device;
 - checkpoints (trainable weights, optimizer, scaler, epoch, batch position, every rank's
-  RNG state) are written atomically every `checkpoint_every_iters` and at each epoch
-  end, read with `torch.load(weights_only=True)`; `resume_ckpt_path: auto` resumes from
-  the latest one in the output folder;
+  RNG state and loss sums so far in the epoch) are written atomically every
+  `checkpoint_every_iters` and at each epoch end, read with `read_checkpoint`
+  (`torch.load(weights_only=True)`, errors naming the file); `resume_ckpt_path: auto`
+  resumes from the newest intact one in the output folder (`checkpoint_latest.pth`, else
+  `checkpoint_<N>.pth` from the highest N), saying which it skipped and why;
 - a relative `output_dir` is taken from the working directory, not LAVIS's install folder.
 """
 from __future__ import annotations
@@ -19,8 +21,10 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -32,9 +36,33 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 from lavis_regionvlm.datasets import set_epoch
-from lavis_regionvlm.runners.resumable_loader import ResumableDistributedSampler, ResumableLoader
+from lavis_regionvlm.models.checkpoints import CheckpointError, read_checkpoint
+from lavis_regionvlm.runners.resumable_loader import ResumableDistributedSampler, ResumableLoader, RunningLoss
 
 LATEST = "checkpoint_latest.pth"
+RESUME_KEYS = ("model", "optimizer", "epoch")
+
+
+def resume_candidates(output_dir: Path) -> list[Path]:
+    """The checkpoints a run in `output_dir` can resume from, newest first:
+    `checkpoint_latest.pth`, then `checkpoint_<N>.pth` by decreasing N (those that exist)."""
+    numbered = [(int(m.group(1)), p) for p in output_dir.glob("checkpoint_*.pth")
+                if (m := re.fullmatch(r"checkpoint_(\d+)\.pth", p.name))]
+    latest = [output_dir / LATEST] if (output_dir / LATEST).is_file() else []
+    return latest + [p for _, p in sorted(numbered, reverse=True)]
+
+
+def read_resume_checkpoint(path: str | Path) -> dict:
+    """`read_checkpoint`, plus a check that the file is a training checkpoint to resume from."""
+    checkpoint = read_checkpoint(path)
+    missing = [key for key in RESUME_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} has no {', '.join(missing)}: it holds weights, not a training state "
+            "to resume; to start training from these weights, set the model's `finetuned` or "
+            "`pretrained` path instead of resume_ckpt_path"
+        )
+    return checkpoint
 
 
 def barrier() -> None:
@@ -48,13 +76,14 @@ class RegionRunner(RunnerBase):
 
     - `checkpoint_every_iters` (int, default 0 = epoch ends only): how often to write
       `checkpoint_latest.pth` inside an epoch;
-    - `resume_ckpt_path`: a checkpoint path, or `auto` for the output folder's latest;
+    - `resume_ckpt_path`: a checkpoint path, or `auto` for the output folder's newest intact one;
     - `job_id`: output sub-folder name (default: a timestamp, as LAVIS does);
     - `find_unused_parameters` (bool, default False): passed to DDP.
     """
 
     def __init__(self, cfg, task, model, datasets, job_id):
         self._start_iter = 0
+        self._start_loss: Optional[RunningLoss] = None
         super().__init__(cfg, task, model, datasets, cfg.run_cfg.get("job_id") or job_id)
 
     # ------------------------------------------------------------------ setup
@@ -150,9 +179,9 @@ class RegionRunner(RunnerBase):
 
     def train_epoch(self, epoch):
         loader = self.train_loader
-        loader.set_position(epoch, self._start_iter)
+        loader.set_position(epoch, self._start_iter, self._start_loss)
         set_epoch(loader, epoch)  # before the epoch's first batch: per-epoch point draws
-        self._start_iter = 0
+        self._start_iter, self._start_loss = 0, None
         self.model.train()
         return self.task.train_epoch(
             epoch=epoch, model=self.model, data_loader=loader, optimizer=self.optimizer,
@@ -188,10 +217,13 @@ class RegionRunner(RunnerBase):
         `checkpoint_latest.pth` is the resume point; `also_as` keeps a named copy.
         With `only="best"` just the best-model file is written (validation, rank 0).
         """
-        rng = [torch.get_rng_state()]
+        # Each rank's RNG state and its loss sums of this epoch so far (none at an epoch start).
+        loss = self.train_loader.running_loss if iters_done and only is None else RunningLoss()
+        mine = (torch.get_rng_state(), [loss.total, loss.count])
+        gathered = [mine]
         if dist.is_available() and dist.is_initialized() and only is None:
-            rng = [None] * get_world_size()
-            dist.all_gather_object(rng, torch.get_rng_state())
+            gathered = [None] * get_world_size()
+            dist.all_gather_object(gathered, mine)
         if not is_main_process():
             return
         model = self.unwrap_dist_model(self.model)
@@ -203,7 +235,8 @@ class RegionRunner(RunnerBase):
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "epoch": epoch,
             "iters_done": iters_done,
-            "rng_states": rng,
+            "rng_states": [rng for rng, _ in gathered],
+            "loss_sums": [sums for _, sums in gathered],
         }
         names = [also_as] if only == "best" else [LATEST] + ([also_as] if also_as else [])
         for name in names:
@@ -213,25 +246,22 @@ class RegionRunner(RunnerBase):
             os.replace(tmp, target)
         logging.info("Saved %s at epoch %d, iteration %d", ", ".join(names), epoch, iters_done)
 
-    def _read_checkpoint(self, path) -> dict:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RuntimeError(
-                f"cannot read checkpoint {path} with torch.load(weights_only=True): {exc}. "
-                "runner_region reads checkpoints that hold tensors and plain Python values "
-                "only (what it writes itself)."
-            ) from exc
-
     def _resume(self, path: str) -> None:
-        if path == "auto":
-            path = self.output_dir / LATEST
-            if not path.exists():
-                logging.info("resume_ckpt_path is auto and %s does not exist: starting fresh", path)
-                return
-        elif not os.path.isfile(path):
-            raise FileNotFoundError(f"resume_ckpt_path {path} does not exist")
-        checkpoint = self._read_checkpoint(path)
+        """Restore the training state from `path` (or, with "auto", from the newest intact
+        checkpoint of the output folder). A checkpoint that cannot be used ends the run with
+        one message naming the file and what is wrong."""
+        try:
+            if path == "auto":
+                found = self._newest_intact_checkpoint()
+                if found is None:
+                    return
+                path, checkpoint = found
+            elif not os.path.isfile(path):
+                raise CheckpointError(f"resume_ckpt_path {path} does not exist")
+            else:
+                checkpoint = read_resume_checkpoint(path)
+        except CheckpointError as exc:
+            raise SystemExit(f"cannot resume: {exc}") from None
         self.unwrap_dist_model(self.model).load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scaler and checkpoint.get("scaler"):
@@ -241,8 +271,38 @@ class RegionRunner(RunnerBase):
         states = checkpoint.get("rng_states") or []
         if len(states) == get_world_size():
             torch.set_rng_state(states[get_rank()])
+        sums = checkpoint.get("loss_sums") or []
+        if self._start_iter and len(sums) == get_world_size():
+            self._start_loss = RunningLoss(float(sums[get_rank()][0]), int(sums[get_rank()][1]))
+        elif self._start_iter:
+            logging.warning("%s holds no loss sums for %d ranks: this epoch's mean loss will cover "
+                            "only the batches after iteration %d", path, get_world_size(), self._start_iter)
         logging.info(
             "Resumed from %s at epoch %d, iteration %d", path, self.start_epoch, self._start_iter
+        )
+
+    def _newest_intact_checkpoint(self) -> Optional[tuple[Path, dict]]:
+        """(path, contents) of the first readable checkpoint in `resume_candidates`; None when
+        the folder has none at all. Skipped files are logged with the reason; a folder whose
+        checkpoints are all unusable is a `CheckpointError` listing them."""
+        candidates = resume_candidates(self.output_dir)
+        if not candidates:
+            logging.info("resume_ckpt_path is auto and %s holds no checkpoint: starting fresh", self.output_dir)
+            return None
+        problems = []
+        for path in candidates:
+            try:
+                checkpoint = read_resume_checkpoint(path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                logging.warning("not resuming from %s: %s", path.name, exc)
+                continue
+            if problems:
+                logging.warning("resuming from %s instead, the newest intact checkpoint", path.name)
+            return path, checkpoint
+        raise CheckpointError(
+            f"no intact checkpoint in {self.output_dir} to resume from:\n  " + "\n  ".join(problems)
+            + "\nmove them away to start fresh, or set resume_ckpt_path to a good copy"
         )
 
     def _reload_best_model(self, model):
@@ -251,5 +311,5 @@ class RegionRunner(RunnerBase):
             logging.warning("no %s (no validation improved on 0): testing the last weights", path)
             return model
         logging.info("Loading checkpoint from %s.", path)
-        model.load_state_dict(self._read_checkpoint(path)["model"])
+        model.load_state_dict(read_checkpoint(path)["model"])
         return model

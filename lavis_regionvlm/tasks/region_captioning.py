@@ -24,6 +24,7 @@ from lavis.common.registry import registry
 from lavis.datasets.data_utils import prepare_sample
 from lavis.tasks.base_task import BaseTask
 
+from lavis_regionvlm.runners.resumable_loader import RunningLoss
 from lavis_regionvlm.tasks.results import append_metrics, merged_results
 
 
@@ -60,8 +61,9 @@ class RegionCaptioningTask(BaseTask):
                           cuda_enabled=False, accum_grad_iters=1):
         first = getattr(data_loader, "start_iter", 0)
         batches = iter(data_loader)
-        total_loss, total_count, window_start = 0.0, 0, time.time()
-        epoch_start = window_start
+        # A resumed loader carries the loss sums of the batches before `first`.
+        running = getattr(data_loader, "running_loss", None) or RunningLoss()
+        epoch_start = time.time()
         for i in range(first, first + iters_per_epoch):
             samples = prepare_sample(next(batches), cuda_enabled=cuda_enabled)
             lr_scheduler.step(cur_epoch=epoch, cur_step=i)
@@ -73,8 +75,7 @@ class RegionCaptioningTask(BaseTask):
                 loss.backward()
             if (i + 1) % accum_grad_iters == 0:
                 self._optimizer_step(model, optimizer, scaler)
-            total_loss += loss.item() * accum_grad_iters
-            total_count += 1
+            running.add(loss.item() * accum_grad_iters)
             if (i + 1 - first) % log_freq == 0 or i + 1 == first + iters_per_epoch:
                 done = i + 1 - first
                 elapsed = time.time() - epoch_start
@@ -85,7 +86,7 @@ class RegionCaptioningTask(BaseTask):
                     epoch, i + 1, first + iters_per_epoch, loss.item() * accum_grad_iters,
                     optimizer.param_groups[0]["lr"], rate, time.strftime("%H:%M:%S", time.gmtime(eta)),
                 )
-        mean_loss = _mean_over_ranks(total_loss, total_count)
+        mean_loss = _mean_over_ranks(running.total, running.count)
         logging.info("Epoch %d mean loss %.4f", epoch, mean_loss)
         return {"loss": f"{mean_loss:.4f}", "lr": f"{optimizer.param_groups[0]['lr']:.6f}"}
 

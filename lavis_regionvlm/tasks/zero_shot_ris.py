@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,7 @@ from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.metrics import intersection_union, iou, summarize
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.progress import Progress
-from lavis_regionvlm.ris.proposal_cache import write_json_atomic
+from lavis_regionvlm.ris.proposal_cache import ProposalFileError, write_json_atomic
 from lavis_regionvlm.ris.refer import segmentation_mask
 from lavis_regionvlm.ris.results import merge_rank_results
 
@@ -130,11 +131,23 @@ class ZeroShotRISTask(BaseTask):
         """Run `valid_step` over this rank's images with a progress line (images/s, ETA).
 
         Tensors go to the model's device, so CPU runs need no CUDA (`cuda_enabled` is ignored).
+        A missing, ambiguous or corrupted proposal file ends the run with its message alone.
         """
         progress = Progress(f"zero_shot_ris rank {get_rank()}", len(data_loader),
                             interval_s=self.progress_interval_s)
         results: list[dict] = []
-        for samples in data_loader:
+        batches = iter(data_loader)
+        while True:
+            try:
+                samples = next(batches)
+            except StopIteration:
+                break
+            except (ProposalFileError, FileNotFoundError) as exc:
+                # A loader worker's error arrives with the worker's traceback before the message.
+                message = str(exc).strip()
+                if "DataLoader worker" in message:
+                    message = re.sub(r"^[\w.]*Error: ", "", message.splitlines()[-1])
+                raise SystemExit(f"zero_shot_ris: {message}") from None
             results.extend(self.valid_step(model=model, samples=samples))
             progress.update(len(samples["items"]))
         if is_dist_avail_and_initialized():
