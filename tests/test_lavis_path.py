@@ -253,3 +253,25 @@ print("own-warned", any(w.filename == "predictor.py" for w in seen))
     assert done.stdout.split() == ["spacy-filters-kept", "True", "import-filters-left", "False",
                                    "user-jit-warned", "True", "lavis-call-warned", "False",
                                    "own-warned", "True"]
+
+
+@pytest.mark.parametrize("name", ["train.yaml", "train_variant.yaml"])
+def test_prepare_commands_in_the_training_projects_parse(name, monkeypatch):
+    """The prepare_ln commands the YAML's comments give have every required argument."""
+    import shlex
+
+    import lavis_regionvlm.data.prepare_ln as prepare_ln
+
+    text = (PROJECTS / name).read_text().replace("\\\n#      ", " ")
+    commands = [line.split("python -m lavis_regionvlm.data.prepare_ln", 1)[1]
+                for line in text.splitlines() if "python -m lavis_regionvlm.data.prepare_ln" in line]
+    assert commands
+    seen = []
+    fake_meta = {"inputs": [], "num_samples": 1, "num_records": 1, "num_narratives": 1, "seconds": 0.0,
+                 "skip_counts": {}, "found_by_template": {}}
+    monkeypatch.setattr(prepare_ln, "prepare_ln", lambda *args: seen.append(args) or fake_meta)
+    monkeypatch.setenv("REGIONVLM_DATA", "/data")
+    for command in commands:
+        argv = [os.path.expandvars(word) for word in shlex.split(command)]
+        prepare_ln.main(argv)  # argparse exits 2 on a missing required argument
+    assert len(seen) == len(commands) and all(args[1].startswith("/data/") for args in seen)
