@@ -275,3 +275,14 @@ def test_prepare_commands_in_the_training_projects_parse(name, monkeypatch):
         argv = [os.path.expandvars(word) for word in shlex.split(command)]
         prepare_ln.main(argv)  # argparse exits 2 on a missing required argument
     assert len(seen) == len(commands) and all(args[1].startswith("/data/") for args in seen)
+
+
+@pytest.mark.slow  # about 60 s on 2 shared cores
+def test_quick_start_prints_steps_and_table_without_third_party_warnings(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lavis_regionvlm.quickstart", "--num-images", "20", "--epochs", "1",
+         "--no-ablation", "--nproc", "1", "--workdir", str(tmp_path)],
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("$ ") == 4 and "own phrase ranked first" in done.stdout
+    assert not KNOWN_WARNINGS.search(done.stderr) and "FutureWarning" not in done.stderr, done.stderr[:3000]
