@@ -160,7 +160,7 @@ def prepare_ln(
     templates = [image_template] if isinstance(image_template, str) else image_template
     skips: Counter = Counter()
     line_counts: Counter = Counter()
-    exists: dict[str, bool] = {}
+    found: dict[tuple[str, ...], tuple[str, str] | None] = {}  # candidates -> (template, path) found, or None
     found_by: Counter = Counter()  # template -> samples whose image it found
     missing_examples: list[str] = []
     captions: list[dict[str, str]] = []
@@ -178,17 +178,16 @@ def prepare_ln(
                     for samples in records:
                         for fields, text, points in samples:
                             tried = _image_paths(templates, fields)
-                            for template, rel in tried:
-                                if rel not in exists:
-                                    exists[rel] = os.path.isfile(root / rel)
-                                if exists[rel]:
-                                    break
-                            else:
+                            key = tuple(rel for _, rel in tried)  # the files are looked up once per image
+                            if key not in found:
+                                found[key] = next(((t, r) for t, r in tried if os.path.isfile(root / r)), None)
+                            if found[key] is None:
                                 skips["missing_image"] += 1
                                 example = " or ".join(rel for _, rel in tried)
                                 if len(missing_examples) < _MISSING_EXAMPLES and example not in missing_examples:
                                     missing_examples.append(example)
                                 continue
+                            template, rel = found[key]
                             found_by[template] += 1
                             writer.write({"image": rel, "text": text, "points": points})
                             kept.append(rel)
