@@ -8,6 +8,11 @@ after `lavis` finishes importing. That is how stock LAVIS entry points
 without importing it. Both `pip install .` and `pip install -e .` write it:
 PEP 660 editable wheels skip `build_py` outputs outside packages, so the
 editable command is extended too.
+
+`build_py` also copies the project YAMLs (`projects/regionvlm/*.yaml`) into the package
+as `lavis_regionvlm/projects/regionvlm/`, so a wheel install has them
+(`python -m lavis_regionvlm.projects --out DIR` writes them out). An editable install
+reads them from the checkout.
 """
 from pathlib import Path
 
@@ -18,20 +23,29 @@ from setuptools.command.editable_wheel import editable_wheel
 HERE = Path(__file__).parent
 PTH_NAME = "lavis_regionvlm_autoload.pth"
 PTH_LINE = "import lavis_regionvlm_autoload; lavis_regionvlm_autoload.install()\n"
+PROJECTS = Path("projects") / "regionvlm"
+PACKAGED_PROJECTS = Path("lavis_regionvlm") / "projects" / "regionvlm"
 
 
 class BuildPyWithStartupHook(build_py):
-    """`build_py` that also places the start-up `.pth` at the wheel's root."""
+    """`build_py` that also places the start-up `.pth` at the wheel's root and the
+    project YAMLs inside the package."""
 
     def run(self):
         super().run()
         target = Path(self.build_lib) / PTH_NAME
         target.write_text(PTH_LINE)
+        sources = sorted((HERE / PROJECTS).glob("*.yaml"))
+        if not sources:
+            raise RuntimeError(f"no project YAMLs in {HERE / PROJECTS}: the wheel would have none")
+        (Path(self.build_lib) / PACKAGED_PROJECTS).mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            self.copy_file(str(source), str(Path(self.build_lib) / PACKAGED_PROJECTS / source.name))
 
     def get_outputs(self, include_bytecode=True):
         return super().get_outputs(include_bytecode) + [
             str(Path(self.build_lib) / PTH_NAME)
-        ]
+        ] + [str(Path(self.build_lib) / PACKAGED_PROJECTS / p.name) for p in (HERE / PROJECTS).glob("*.yaml")]
 
 
 class EditableWheelWithStartupHook(editable_wheel):

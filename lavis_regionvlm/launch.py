@@ -3,12 +3,15 @@ package (the LAVIS wheel has neither), plus a CPU/gloo path.
 
 `python -m torch.distributed.run --nproc_per_node=N -m lavis_regionvlm.train --cfg-path X`
 runs LAVIS's config, task, datasets, model and runner exactly as LAVIS's `train.py`
-does. On a machine without CUDA the process group uses gloo instead of nccl.
+does. On a machine without CUDA the process group uses gloo instead of nccl. The known
+torch deprecation warnings of LAVIS's own calls are hidden, and a missing start-up hook
+(which LAVIS's own scripts need, these launchers do not) is reported once.
 """
 from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import random
 
@@ -22,6 +25,7 @@ from lavis.common.utils import now
 
 import lavis.common.optims  # noqa: F401  (registers LAVIS's lr schedulers, as its train.py does)
 import lavis.tasks as tasks
+from lavis_regionvlm_autoload import ignore_lavis_call_warnings, startup_hook_problem
 
 
 def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
@@ -77,6 +81,7 @@ def setup_seeds(run_cfg) -> None:
 def prepare(argv: list[str] | None, description: str):
     """Parse, configure, seed, log; build task, datasets, model and runner."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # loader workers fork after use
+    ignore_lavis_call_warnings()
     args = parse_args(argv, description)
     cfg = Config(args)
     if cfg.run_cfg.get("device") == "cpu":
@@ -84,6 +89,9 @@ def prepare(argv: list[str] | None, description: str):
     init_distributed(cfg.run_cfg)
     setup_seeds(cfg.run_cfg)
     setup_logger()
+    problem = startup_hook_problem()
+    if problem and get_rank() == 0:
+        logging.warning("%s (This launcher imports the plugin itself and goes on.)", problem)
     cfg.pretty_print()
     task = tasks.setup_task(cfg)
     datasets = task.build_datasets(cfg)

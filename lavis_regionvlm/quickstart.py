@@ -75,10 +75,11 @@ def main(argv: list[str] | None = None) -> None:
         run([python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
              "-m", "lavis_regionvlm.train", "--cfg-path", str(PROJECT / "train_tiny.yaml"),
              "--options", f"run.job_id={job}", f"run.max_epoch={args.epochs}", "run.cpu_threads=1",
-             "run.valid_splits=[]", *args.options, *options], workdir)
+             "run.valid_splits=[]", f"run.data_root={workdir / 'data'}", *args.options, *options], workdir)
         checkpoint = workdir / "output" / "regionvlm_tiny" / job / f"checkpoint_{args.epochs - 1}.pth"
         run([python, "-m", "lavis_regionvlm.evaluate", "--cfg-path", str(PROJECT / "eval_tiny.yaml"),
-             "--options", f"model.finetuned={checkpoint}", f"run.job_id=eval_{job}"], workdir)
+             "--options", f"model.finetuned={checkpoint}", f"run.job_id=eval_{job}",
+             f"run.data_root={workdir / 'data'}"], workdir)
         scores, metrics = caption_scores(workdir / "output" / "regionvlm_tiny" / f"eval_{job}")
         ranked, ranking_chance = phrase_ranking(trained_tiny_model(checkpoint), data / "prepared" / "ln_val",
                                                 data / "images")

@@ -20,9 +20,10 @@ import torch
 from omegaconf import OmegaConf
 
 from lavis_regionvlm.data.ln_prepared import PreparedNarratives
+from lavis_regionvlm.projects import projects_dir
 from lavis_regionvlm.tasks.region_captioning import normalize_caption
 
-PROJECT = Path(__file__).resolve().parents[1] / "projects" / "regionvlm"
+PROJECT = projects_dir()
 ATTRIBUTES = ("exact match", "colour", "shape", "position")
 
 

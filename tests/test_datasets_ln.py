@@ -124,9 +124,10 @@ def prepared(tmp_path_factory) -> dict[str, Path]:
         "5", "A grey wall.", timed("A grey wall.", 0.0, 0.5), [[(0.4, 0.6, 0.2)]])) + "\n")
     (root / "video.jsonl").write_text(json.dumps(video_record()) + "\n")
     out = root / "prepared"
-    prepare_main(["--input", str(root / "coco.jsonl"), "--images", str(coco_images),
-                  "--image-template", "{image_id:0>12}.jpg", "--output", str(out / "coco")])
-    prepare_main(["--input", str(root / "flickr.jsonl"), "--images", str(flickr_images), "--output", str(out / "flickr")])
+    prepare_main(["--input", str(root / "coco.jsonl"), "--images", str(coco_images),  # 2 of 10 missing on purpose
+                  "--image-template", "{image_id:0>12}.jpg", "--output", str(out / "coco"), "--max-missing-fraction", "0.5"])
+    prepare_main(["--input", str(root / "flickr.jsonl"), "--images", str(flickr_images), "--output", str(out / "flickr"),
+                  "--image-template", "{image_id}.jpg"])
     prepare_main(["--input", str(root / "video.jsonl"), "--images", str(frames), "--output", str(out / "video"),
                   "--video-mode", "phrases"])
     return {"root": root, "coco": out / "coco", "flickr": out / "flickr", "video": out / "video",

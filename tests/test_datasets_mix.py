@@ -52,7 +52,7 @@ def data(tmp_path_factory) -> Path:
     shards = root / "laion"
     shards.mkdir()
     write_shard(shards / "00000.tar", [("000000.jpg", jpeg((250, 0, 0))), ("000000.json", caption("a red photo")),
-                                       ("000001.jpg", jpeg((0, 250, 0))), ("000001.txt", b"no json"),  # incomplete
+                                       ("000001.jpg", jpeg((0, 250, 0))), ("000001.cls", b"3"),  # incomplete: no caption
                                        ("000002.jpg", jpeg((0, 0, 250))), ("000002.json", b'{"url": "x"}')])  # no caption
     write_shard(shards / "00001.tar", [("000003.jpg", jpeg((250, 250, 0))), ("000003.json", caption("a yellow photo")),
                                        ("000004.png", jpeg((0, 250, 250))), ("000004.json", caption("a cyan photo"))])

@@ -68,7 +68,7 @@ def data(tmp_path_factory) -> Path:
     for image_id in ("1", "2"):
         write_image(root / "images" / f"{image_id}.jpg")
     prepare_main(["--input", str(root / "ln.jsonl"), "--images", str(root / "images"), "--output", str(root / "ln"),
-                  "--captions-out", str(root / "captions_a.json")])
+                  "--captions-out", str(root / "captions_a.json"), "--image-template", "{image_id}.jpg"])
     video = json.loads(REAL_VIDLN.read_text())
     for name in video["keyframe_names"]:
         write_image(root / "frames" / video["video_id"] / f"{name}.jpg", (64, 36))

@@ -4,6 +4,7 @@ pip builds through setuptools' PEP 517 backend; these tests call the same backen
 hooks (`build_wheel`, `build_editable`) on a clean copy of the tracked files and
 look inside the wheels pip would install.
 """
+import os
 import shutil
 import subprocess
 import sys
@@ -55,3 +56,22 @@ def test_editable_wheel_installs_the_hook_too(clean_copy, tmp_path):
     wheel = build(clean_copy, "build_editable", tmp_path)
     assert PTH in wheel.namelist()
     assert wheel.read(PTH).decode().startswith("import lavis_regionvlm_autoload")
+
+
+def test_wheel_carries_the_projects_and_its_command_writes_them(clean_copy, tmp_path):
+    """A wheel install has no repository checkout: the project YAMLs ride inside the package
+    and `python -m lavis_regionvlm.projects --out DIR` writes them from there."""
+    wheel = build(clean_copy, "build_wheel", tmp_path / "dist")
+    projects = sorted(p.name for p in (REPO / "projects/regionvlm").glob("*.yaml"))
+    packaged = sorted(n.rsplit("/", 1)[1] for n in wheel.namelist()
+                      if n.startswith("lavis_regionvlm/projects/regionvlm/"))
+    assert packaged == projects and "eval_tiny.yaml" in packaged
+    installed = tmp_path / "site"
+    wheel.extractall(installed)
+    env = {**os.environ, "PYTHONPATH": str(installed), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "lavis_regionvlm.projects", "--out", str(tmp_path / "mine")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"from {installed / 'lavis_regionvlm/projects/regionvlm'} to" in done.stdout, done.stdout
+    assert sorted(p.name for p in (tmp_path / "mine").glob("*.yaml")) == projects
+    assert (tmp_path / "mine/eval_tiny.yaml").read_text() == (REPO / "projects/regionvlm/eval_tiny.yaml").read_text()

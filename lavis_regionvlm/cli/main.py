@@ -9,6 +9,7 @@
     regionvlm attention --image img.png --points "[32 64]" --points "[70 20]" --out maps/ --json
     regionvlm chat    --image img.png [--points "[32 64]"] < questions.txt
     regionvlm demo    [--port 7860] [--sam-type vit_h --sam-checkpoint sam_vit_h_4b8939.pth]
+    regionvlm projects [--out DIR [--force]]   (the LAVIS project YAMLs: list, or write into DIR)
 
 Common options: --model-type (default regionvlm_flant5xl; `tiny` for a quick offline try),
 --checkpoint PATH, --device, --seed, --num-points, --quantize, --json, --debug.
@@ -35,6 +36,8 @@ from typing import Any, Optional, Sequence, TextIO
 from lavis_regionvlm.demo.server import add_demo_arguments
 from lavis_regionvlm.interactive.chat import LAYOUTS, RELEASED
 from lavis_regionvlm.interactive.predictor import ASK_PROMPT
+from lavis_regionvlm.projects.__main__ import add_arguments as add_project_arguments
+from lavis_regionvlm.projects.__main__ import run as run_projects
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
@@ -223,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_arguments(demo)
     commands.add_parser("reproduce", add_help=False,  # parsed by lavis_regionvlm.reproduce (see main)
                         help="the paper's evaluation tables beside its numbers (regionvlm reproduce --help)")
+
+    projects = commands.add_parser("projects", help="list the LAVIS project YAMLs, or write them into --out")
+    add_project_arguments(projects)
+    projects.set_defaults(debug=False)
     return parser
 
 
@@ -596,6 +603,8 @@ def _run(args, stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     """Check the inputs (cheap ones first), load the model, run the command."""
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "projects":
+        return run_projects(args, stdout, stderr, prog=f"{PROG} projects")
     regions = read_regions(args) if hasattr(args, "regions") else []
     if args.command in EARLY_CHECKS:
         EARLY_CHECKS[args.command](args, regions)

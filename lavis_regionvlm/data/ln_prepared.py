@@ -64,7 +64,22 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
             f"{meta_path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
             f"expected {FORMAT!r} version {VERSION}; prepare the data again"
         )
+    if meta.get("num_samples") == 0:
+        raise ValueError(f"{folder} holds no sample: {missing_images_hint(meta)}")
     return meta
+
+
+def missing_images_hint(meta: dict[str, Any]) -> str:
+    """What preparation dropped, where it looked for the images, and what to change."""
+    drops = ", ".join(f"{kind}={n}" for kind, n in sorted(meta.get("skip_counts", {}).items())) or "none"
+    examples = meta.get("missing_examples") or []
+    tried = f" (e.g. it looked for {', '.join(examples)})" if examples else ""
+    return (
+        f"prepare_ln kept {meta.get('num_samples')} samples and dropped {drops}; images were looked "
+        f"for under {meta.get('images')}{tried}. Check --images (the folder holding the files, or "
+        f"the one above the split folders) and --image-template (default: chosen per dataset_id, "
+        f"see lavis_regionvlm/data/ln_layouts.py), then prepare again"
+    )
 
 
 class PreparedNarratives:

@@ -1,22 +1,29 @@
 """Prepare raw Localized Narratives JSONL (image or video) for training.
 
     python -m lavis_regionvlm.data.prepare_ln --input A.jsonl [B.jsonl ...] --images IMAGE_ROOT \
-        --output DIR [--image-template TEMPLATE] [--captions-out CAPTIONS.json] [--workers N] \
-        [--video-mode subject|phrases]
+        --output DIR [--image-template TEMPLATE ...] [--captions-out CAPTIONS.json] [--workers N] \
+        [--video-mode subject|phrases] [--max-missing-fraction F]
 
 All inputs of one call share one image root (e.g. the ten Open Images shards); prepare each
 source (COCO, Open Images, Flickr30k, ADE20k, each video dataset) into its own folder and list
 the folders in the dataset config. The image of a sample is
 ``IMAGE_ROOT / TEMPLATE.format(**fields)``, with the record's own ids as fields, so a narrative
-can only be paired with its own image. Default templates: ``{image_id}.jpg`` (image LN; COCO
-needs ``{image_id:0>12}.jpg``) and ``{video_id}/{keyframe_name}.jpg`` (video LN; fields
-``video_id``, ``keyframe_name``, ``kf_idx``, ``dataset_id``). ``--video-mode`` (video LN only):
+can only be paired with its own image (fields: ``image_id``, ``dataset_id`` for image LN;
+``video_id``, ``keyframe_name``, ``kf_idx``, ``dataset_id`` for video LN). Without
+``--image-template`` the templates are chosen per record from its ``dataset_id`` and tried in
+order, the first existing file wins (`ln_layouts`: COCO 2017/2014 zero-padded names, incl.
+``mscoco_train2017`` spanning train2014 and val2014; Flickr30k; ADE20k; Open Images; video
+frames ``.jpg`` then ``.png``); several ``--image-template`` are tried in the order given.
+``--video-mode`` (video LN only):
 ``subject`` (default, as released: one sample per actor and keyframe, the whole caption with the
 points of the subject's words) or ``phrases`` (ours: the caption split into phrases like an
 image narrative); see `lavis_regionvlm.data.narratives`.
 
-Writes DIR (see `ln_prepared`), prints and stores (in DIR/meta.json) the skip counts by kind.
-Samples whose image file is missing are dropped and counted. ``--captions-out`` also writes the
+Writes DIR (see `ln_prepared`), prints and stores (in DIR/meta.json) the skip counts by kind
+and the templates that found the images. Samples whose image file is missing are dropped and
+counted; the command exits 1 with a hint when it kept nothing, or when more than
+``--max-missing-fraction`` (default 0.05) of the samples had no image file (the folder is
+still written; a larger value accepts it). ``--captions-out`` also writes the
 full captions of the image narratives kept, in COCO-captions format
 (``[{"image", "caption", "image_id"}]``, image relative to IMAGE_ROOT), usable as global
 image-caption pairs.
@@ -28,6 +35,7 @@ import functools
 import json
 import multiprocessing
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -37,12 +45,14 @@ from typing import Any
 import numpy as np
 
 from lavis_regionvlm.data import ln_prepared
+from lavis_regionvlm.data.ln_layouts import candidate_templates
 from lavis_regionvlm.data.narratives import MAX_STORED_POINTS, VIDEO_MODES, parse_narrative
 from lavis_regionvlm.data.records import IndexedJsonlWriter
 from lavis_regionvlm.data.skips import format_counts
 
-DEFAULT_TEMPLATES = {"image": "{image_id}.jpg", "video": "{video_id}/{keyframe_name}.jpg"}
 _CHUNK_LINES = 512
+MAX_MISSING_FRACTION = 0.05
+_MISSING_EXAMPLES = 3
 
 # A chunk's parse: per line, its records (each a list of samples: fields, text, encoded
 # points) and, for an image narrative with samples, its caption; and the chunk's skip counts.
@@ -83,23 +93,40 @@ def _chunks(paths: Sequence[Path], line_counts: Counter) -> Iterator[list[bytes]
         yield chunk
 
 
-def _image_path(template: str | None, fields: dict[str, Any]) -> str:
+def _image_paths(templates: Sequence[str] | None, fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """(template, relative path) pairs to try for a sample, in order."""
     kind = "video" if "video_id" in fields else "image"
-    template = template or DEFAULT_TEMPLATES[kind]
-    try:
-        return template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"image template {template!r} cannot be filled for a {kind} narrative ({exc!r}); "
-            f"its fields are {sorted(fields)}, e.g. {fields}"
-        ) from None
+    pairs = []
+    for template in templates or candidate_templates(fields):
+        try:
+            pairs.append((template, template.format(**fields)))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"image template {template!r} cannot be filled for a {kind} narrative ({exc!r}); "
+                f"its fields are {sorted(fields)}, e.g. {fields}"
+            ) from None
+    return pairs
+
+
+def preparation_problem(meta: dict[str, Any], max_missing_fraction: float = MAX_MISSING_FRACTION) -> str | None:
+    """Why a preparation should not be used as is (nothing kept, or too many images missing),
+    with the hint; None when it is fine."""
+    missing = meta["skip_counts"].get("missing_image", 0)
+    total = meta["num_samples"] + missing
+    if meta["num_samples"] == 0:
+        return f"kept no sample: {ln_prepared.missing_images_hint(meta)}"
+    if total and missing / total > max_missing_fraction:
+        return (f"{missing} of {total} samples ({100 * missing / total:.1f}%) had no image file, more than "
+                f"--max-missing-fraction {max_missing_fraction}: {ln_prepared.missing_images_hint(meta)}; "
+                f"or, if those images are missing on purpose, rerun with a larger --max-missing-fraction")
+    return None
 
 
 def prepare_ln(
     inputs: Sequence[str | Path],
     images: str | Path,
     output: str | Path,
-    image_template: str | None = None,
+    image_template: str | Sequence[str] | None = None,
     captions_out: str | Path | None = None,
     workers: int = 1,
     video_mode: str = "subject",
@@ -110,8 +137,8 @@ def prepare_ln(
         inputs: raw LN JSONL files (image or video records; one source, one image root).
         images: the image root; a sample whose file is missing there is dropped and counted.
         output: folder to write (created; existing prepared files are replaced).
-        image_template: file name under `images` (str.format fields, see the module doc);
-            None for the defaults.
+        image_template: file name under `images` (str.format fields, see the module doc), or
+            several tried in order; None: chosen per record from its dataset_id (`ln_layouts`).
         captions_out: where to write the kept image narratives' captions (COCO-captions JSON).
         workers: parsing processes (1: parse in this process).
         video_mode: how video narratives become samples, one of `narratives.VIDEO_MODES`.
@@ -130,9 +157,12 @@ def prepare_ln(
     out.mkdir(parents=True, exist_ok=True)
     (out / ln_prepared.META_FILE).unlink(missing_ok=True)
 
+    templates = [image_template] if isinstance(image_template, str) else image_template
     skips: Counter = Counter()
     line_counts: Counter = Counter()
-    exists: dict[str, bool] = {}
+    found: dict[tuple[str, ...], tuple[str, str] | None] = {}  # candidates -> (template, path) found, or None
+    found_by: Counter = Counter()  # template -> samples whose image it found
+    missing_examples: list[str] = []
     captions: list[dict[str, str]] = []
     narratives = 0
     record_starts = [0]
@@ -147,12 +177,18 @@ def prepare_ln(
                     kept = []
                     for samples in records:
                         for fields, text, points in samples:
-                            rel = _image_path(image_template, fields)
-                            if rel not in exists:
-                                exists[rel] = os.path.isfile(root / rel)
-                            if not exists[rel]:
+                            tried = _image_paths(templates, fields)
+                            key = tuple(rel for _, rel in tried)  # the files are looked up once per image
+                            if key not in found:
+                                found[key] = next(((t, r) for t, r in tried if os.path.isfile(root / r)), None)
+                            if found[key] is None:
                                 skips["missing_image"] += 1
+                                example = " or ".join(rel for _, rel in tried)
+                                if len(missing_examples) < _MISSING_EXAMPLES and example not in missing_examples:
+                                    missing_examples.append(example)
                                 continue
+                            template, rel = found[key]
+                            found_by[template] += 1
                             writer.write({"image": rel, "text": text, "points": points})
                             kept.append(rel)
                         if len(writer) > record_starts[-1]:
@@ -184,6 +220,8 @@ def prepare_ln(
         "num_records": len(record_starts) - 1,
         "num_captions": len(captions) if captions_out is not None else None,
         "skip_counts": {kind: n for kind, n in sorted(skips.items()) if n},
+        "found_by_template": dict(found_by.most_common()),
+        "missing_examples": missing_examples,
         "seconds": round(time.perf_counter() - started, 3),
     }
     (out / ln_prepared.META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -196,12 +234,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--input", nargs="+", required=True, help="raw LN JSONL file(s) of one source")
     parser.add_argument("--images", required=True, help="image root of these files")
     parser.add_argument("--output", required=True, help="prepared folder to write")
-    parser.add_argument("--image-template", default=None, help="image file under --images (str.format)")
+    parser.add_argument("--image-template", action="append", default=None,
+                        help="image file under --images (str.format of the record's ids); repeat to try "
+                             "several in order (default: chosen per dataset_id, see ln_layouts.py)")
     parser.add_argument("--captions-out", default=None, help="also write the captions, COCO-captions JSON")
     parser.add_argument("--workers", type=int, default=1, help="parsing processes")
     parser.add_argument("--video-mode", choices=VIDEO_MODES, default="subject",
                         help="video LN: subject (as released: whole caption, the subject's points) or "
                              "phrases (ours: split into phrases)")
+    parser.add_argument("--max-missing-fraction", type=float, default=MAX_MISSING_FRACTION,
+                        help="exit 1 when more than this share of the samples has no image file "
+                             f"(default {MAX_MISSING_FRACTION})")
     args = parser.parse_args(argv)
     meta = prepare_ln(args.input, args.images, args.output, args.image_template, args.captions_out, args.workers,
                       args.video_mode)
@@ -210,6 +253,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{meta['num_narratives']} narratives "
           f"({lines} lines) in {meta['seconds']:.1f} s")
     print(f"skipped: {format_counts(meta['skip_counts'])}")
+    print(f"images found by: {', '.join(f'{t} ({n})' for t, n in meta['found_by_template'].items()) or 'none'}")
+    problem = preparation_problem(meta, args.max_missing_fraction)
+    if problem:
+        print(f"prepare_ln: error: {args.output} {problem}", file=sys.stderr)
+        raise SystemExit(1)
     return meta
 
 

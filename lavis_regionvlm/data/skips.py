@@ -22,8 +22,8 @@ SKIP_KINDS: dict[str, str] = {
     "bad_box": "a Visual Genome box with no area inside the image (skipped)",
     "box_too_large": "a Visual Genome box over the configured share of the image (skipped, as in the paper)",
     "empty_text": "a region phrase or caption that is empty (skipped)",
-    "incomplete_sample": "a webdataset sample without both an image and a .json member (skipped)",
-    "bad_caption": "a webdataset .json that is unreadable or has no 'caption' string (another sample is used)",
+    "incomplete_sample": "a webdataset sample without an image or without a caption member (.txt or .json) (skipped)",
+    "bad_caption": "a webdataset .txt that is empty or not UTF-8, or a .json (no .txt) that is unreadable or has no 'caption' string (another sample is used)",
 }
 
 

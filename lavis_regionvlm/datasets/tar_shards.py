@@ -2,7 +2,9 @@
 
 A shard is an uncompressed tar whose members are ``<key>.<ext>``; a sample is the members that
 share a key (webdataset's rule: the key ends at the first dot of the file name). A sample needs
-an image (jpg, jpeg, png or webp) and a ``.json`` holding ``caption``.
+an image (jpg, jpeg, png or webp) and a caption: the ``.txt`` member (the LAION dataset-spec
+layout, LAION-AI/dataset-spec: caption in ``.txt``, ``.json`` holding url/width/height), else
+``caption`` of the ``.json`` member (img2dataset writes both when given a caption column).
 """
 from __future__ import annotations
 
@@ -27,9 +29,13 @@ def expand_shards(patterns: Sequence[str]) -> list[str]:
     return [path for pattern in patterns for path in expand_urls(pattern)]
 
 
+CAPTION_JSON, CAPTION_TXT = 0, 1  # where a sample's caption is (index column 4)
+
+
 def index_shard(path: str | Path) -> tuple[np.ndarray, Counter]:
-    """(n, 4) int64 [image offset, image size, json offset, json size] (bytes) of the complete
-    samples of one shard, in tar order, and the skip counts ("incomplete_sample")."""
+    """(n, 5) int64 [image offset, image size, caption offset, caption size, caption kind]
+    (bytes; kind CAPTION_TXT for a ``.txt`` member, else CAPTION_JSON) of the complete samples
+    of one shard, in tar order, and the skip counts ("incomplete_sample")."""
     members: dict[str, dict[str, tuple[int, int]]] = {}
     with tarfile.open(path, "r:") as tar:
         for member in tar:
@@ -41,11 +47,12 @@ def index_shard(path: str | Path) -> tuple[np.ndarray, Counter]:
     rows, skips = [], Counter()
     for parts in members.values():
         image = next((parts[ext] for ext in IMAGE_EXTENSIONS if ext in parts), None)
-        if image is None or "json" not in parts:
+        if image is None or ("txt" not in parts and "json" not in parts):
             skips["incomplete_sample"] += 1
             continue
-        rows.append((*image, *parts["json"]))
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 4), skips
+        caption = (*parts["txt"], CAPTION_TXT) if "txt" in parts else (*parts["json"], CAPTION_JSON)
+        rows.append((*image, *caption))
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 5), skips
 
 
 class TarShards:
@@ -69,10 +76,11 @@ class TarShards:
     def read(self, index: int) -> tuple[Image.Image, str]:
         """The RGB image and caption of sample `index`; raises SampleError ("bad_caption",
         "corrupt_image")."""
-        image_offset, image_size, json_offset, json_size = (int(v) for v in self.index[index])
-        where = f"{self.shards[int(self.shard_of[index])]} @ {json_offset}"
+        image_offset, image_size, caption_offset, caption_size, kind = (int(v) for v in self.index[index])
+        where = f"{self.shards[int(self.shard_of[index])]} @ {caption_offset}"
+        raw = self._read(index, caption_offset, caption_size)
         try:
-            caption = json.loads(self._read(index, json_offset, json_size)).get("caption")
+            caption = raw.decode("utf-8") if kind == CAPTION_TXT else json.loads(raw).get("caption")
         except (ValueError, AttributeError):
             caption = None
         if not isinstance(caption, str) or not caption.strip():

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from lavis_regionvlm.paths import PACKAGE_DIR
+from lavis_regionvlm.projects import projects_dir
 from lavis_regionvlm.reproduce import estimate
 from lavis_regionvlm.reproduce.inputs import (README_SECTION, Inspection, Missing, check_model, check_sam,
                                               inspect)
@@ -29,7 +29,7 @@ from lavis_regionvlm.reproduce.report import build_results, markdown, settings_r
 from lavis_regionvlm.reproduce.runner import Outcome, finished, make_proposals, run_evaluation
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_PROJECTS = PACKAGE_DIR.parent / "projects" / "regionvlm"
+DEFAULT_PROJECTS = projects_dir()  # the source checkout's, or the copy packaged into the wheel
 RELEASED_MODEL_TYPE = "regionvlm_flant5xl"
 BLIP2_MODEL_TYPE = "pretrain_flant5xl"  # BLIP-2 FlanT5-XL's weights, what the RegionVLM model starts from
 
