@@ -81,8 +81,9 @@ def test_plan_runs_each_evaluation_once_through_the_project_yamls(tmp_path):
                              "finetuned": str(tmp_path / "ckpt.pth"), "load_finetuned": True}
     # the paper ran Table 4's baselines on BLIP-2: with a baseline model type, on its weights
     blip2 = dataclasses.replace(settings, baseline_model_type="pretrain_flant5xl")
-    assert evaluation_config(by_name["ris_refcocog_crop"], blip2)["model"] == {
-        "arch": "blip2_t5_region", "model_type": "pretrain_flant5xl"}
+    baseline_model = evaluation_config(by_name["ris_refcocog_crop"], blip2)["model"]
+    assert baseline_model == {"arch": "blip2_t5_region", "model_type": "pretrain_flant5xl",
+                              "t5_soft_prompt_dtype": "float32"}  # the YAML's settings, no fine-tuned file
     assert evaluation_config(by_name["ris_refcocog"], blip2)["model"]["finetuned"] == str(tmp_path / "ckpt.pth")
     assert evaluation_config(by_name["ris_refcoco_k15"], settings)["run"]["num_points"] == 15
     assert evaluation_config(by_name["ris_refcoco_dilation7"], settings)["run"]["dilation_px"] == 7
