@@ -26,3 +26,12 @@ def test_project_yaml_loads_through_lavis_config(path, monkeypatch):
         import lavis.common.optims  # noqa: F401  (registers the schedulers)
 
         assert registry.get_lr_scheduler_class(run.lr_sched) is not None
+
+
+@pytest.mark.parametrize("name", ["okvqa_zeroshot.yaml", "gqa_zeroshot.yaml"])
+def test_vqa_projects_set_the_train_batch_size_lavis_reads(name):
+    """LAVIS's OK-VQA and GQA builders also build a train split, and its runner then reads
+    run.batch_size_train even for an evaluation: without it the run stops with
+    `ConfigAttributeError: Missing key batch_size_train`."""
+    cfg = Config(Namespace(cfg_path=str(PROJECTS[0].parent / name), options=None))
+    assert int(cfg.run_cfg.batch_size_train) > 0
