@@ -544,13 +544,13 @@ def test_read_region_keeps_the_form_and_region_json_reads_back():
 
 
 @pytest.mark.parametrize("region, message", [
-    ("[1 101]", r"region 3: not point text .*value above 100"),
-    ("[0.3, 0.6]", r"region 3: not point text .*malformed point"),
-    ("dog", r"region 3: not point text .*unexpected text 'dog'"),
+    ("[1 101]", r"region 3: point '\[1 101\]' .*value above 100; not point text"),
+    ("[0.3, 0.6]", r"region 3: malformed point .*; not point text .*not region JSON"),
+    ("dog", r"region 3: unexpected text 'dog'.*; not point text"),
     ({"point_text": 5}, r"region 3: point text must be a str, got int"),
     ({"point_text": "[1 2]", "box": [0, 0, 1, 1]}, r"region 3: a 'point_text' region takes no other key"),
     ('{"points": [[0.1, 0.2]', r"region 3: invalid JSON at line 1 column"),
-    ("[1, 2]", r"region 3: not point text"),
+    ("[1, 2]", r"region 3: malformed point '\[1, 2\]'.*; not point text"),
     (3.5, r"region 3: expected a Region, .* got float"),
 ])
 def test_bad_region_inputs_say_what_and_where(region, message):

@@ -73,7 +73,7 @@ def read_region(region: Any, what: str = "region") -> RegionInput:
             if not isinstance(obj, Mapping):
                 raise RegionError(f"{what}: region JSON must be an object, got {type(obj).__name__}")
             return read_region(obj, what)
-        return _checked_point_text(text, what, hint=" (not region JSON either: it does not start with '{')")
+        return _checked_point_text(text, what, hint=", and not region JSON (it does not start with '{')")
     raise RegionError(
         f"{what}: expected a Region, a region JSON object (dict or str), point text '[x y] ...' "
         f"or None / \"\" (the whole image), got {type(region).__name__}"
@@ -129,5 +129,5 @@ def _checked_point_text(text: Any, what: str, hint: str = "") -> str:
     try:
         text_to_points(text)
     except RegionError as exc:
-        raise RegionError(f"{what}: not point text{hint}: {exc}") from None
+        raise RegionError(f"{what}: {exc}; not point text '[x y] [x y] ...' (integers 0..100){hint}") from None
     return text.strip()
