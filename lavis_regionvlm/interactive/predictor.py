@@ -384,7 +384,8 @@ class RegionPredictor:
         """Referring segmentation: the proposal mask that `expression` describes.
 
         Reuses the RIS code (`lavis_regionvlm.ris.segment.segment`) with the cached image
-        embedding. Proposals: records with a COCO RLE `segmentation` (a list, or a proposal
+        embedding; `expression` is scored as the RIS evaluation scores it (`ris.expression`:
+        "The dog." -> "the dog"). Proposals: records with a COCO RLE `segmentation` (a list, or a proposal
         cache file), or made by `mask_generator` (e.g. segment-anything's
         `SamAutomaticMaskGenerator(sam, output_mode="coco_rle")`), run once per image.
         `options`: a `RisOptions`; default: K, quantisation and seed of this predictor.
