@@ -262,6 +262,20 @@ def test_reset_forgets_turns_and_optionally_regions(predictor):
     assert chat.regions == []
 
 
+def test_a_region_given_as_point_text_is_kept_and_read_as_given(predictor):
+    chat = Chat(predictor, generate_kwargs=FAST)
+    assert chat.add_region("[29 57] [58 14]") == 0 and chat.add_region("") == 1
+    assert chat.regions == ["[29 57] [58 14]", ""]
+    assert chat.export()["regions"] == [{"point_text": "[29 57] [58 14]"}, {"point_text": ""}]
+    model = predictor.model
+    index = torch.zeros(3, dtype=torch.long)
+    # the chat's soft prompts: its regions, then the whole image; the point text as given, not redrawn
+    expected = model.encode_regions(predictor.image_embeds, ["[29 57] [58 14]", "", ""], index)
+    torch.testing.assert_close(chat._region_embeds(), expected)
+    answer = chat.ask("what is [0]?").answer
+    assert Chat.replay(chat.export(), predictor) == [answer]
+
+
 def test_export_and_replay_give_the_same_answers(predictor, tmp_path):
     chat = Chat(predictor, max_input_tokens=60, generate_kwargs=FAST)
     chat.add_region("[32 64] [37 62]")

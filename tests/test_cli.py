@@ -66,10 +66,47 @@ def test_caption_text_and_json(image_path, predictor):
     result = json.loads(out)
     assert result["image_sha256"] == predictor.image_sha256
     assert result["settings"] == {"model_type": "tiny", "seed": 0, "num_points": 10, "quantize": "floor"}
-    assert [r["region"] for r in result["results"]] == [{"points": [[0.32, 0.64], [0.37, 0.62]]},
+    assert [r["region"] for r in result["results"]] == [{"point_text": "[32 64] [37 62]"},
                                                         {"box": [0.1, 0.1, 0.5, 0.6]}]
     assert result["results"][0]["caption"] == expected
     assert result["results"][0]["point_text"] == predictor.region_text("[32 64] [37 62]")
+
+
+def test_points_are_read_as_given_and_an_empty_one_is_the_whole_image(image_path, predictor):
+    code, out, err = run(*base("caption", image_path, "--points", "[29 57] [58 14]", "--points", "", "--json", *FAST))
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    # not redrawn as "[28 56] [28 56] ..." (0.29 * 100 = 28.999..., floored, repeated to K)
+    assert [r["point_text"] for r in results] == ["[29 57] [58 14]", ""]
+    assert [r["region"] for r in results] == [{"point_text": "[29 57] [58 14]"}, {"point_text": ""}]
+    assert [r["caption"] for r in results] == predictor.caption(["[29 57] [58 14]", None], num_beams=2,
+                                                                max_new_tokens=3)
+    code, out, err = run(*base("caption", image_path, "--points", '{"box": [0.1, 0.1, 0.5, 0.6]}'))
+    assert code == 2 and "--points #1: --points takes point text" in err and "use --region" in err
+
+
+def test_segment_scores_the_expression_as_the_ris_evaluation_on_every_path(image_path, predictor, tmp_path):
+    from lavis_regionvlm.ris.expression import ris_expression
+    from lavis_regionvlm.ris.segment import main as segment_main
+
+    assert ris_expression("The dog.") == "the dog"  # blip_caption: lowercased, '.' gone (eval_RIS.py)
+    masks = [np.zeros((48, 80), bool) for _ in range(3)]
+    masks[0][5:30, 5:40] = True
+    masks[1][10:45, 40:75] = True
+    masks[2][2:20, 30:70] = True
+    records = [{"segmentation": mask_to_rle(m)} for m in masks]
+    proposals = tmp_path / "proposals.json"
+    proposals.write_text(json.dumps(records))
+    code, out, err = run(*base("segment", image_path, "--expression", "The dog.", "--proposals", proposals, "--json"))
+    assert code == 0, err
+    command = json.loads(out)["scores"]
+    module = segment_main(["--image", str(image_path), "--expression", "The dog.", "--proposals", str(proposals),
+                           "--out", str(tmp_path / "module"), "--model-type", "tiny", "--device", "cpu"]).scores
+    direct = predictor.segment("The dog.", records).scores
+    evaluated = predictor.segment("the dog", records).scores
+    assert command == module == direct == evaluated
+    code, out, err = run(*base("segment", image_path, "--expression", " .. ", "--proposals", proposals))
+    assert code == 2 and "--expression: the expression ' .. ' has no words" in err
 
 
 def test_region_from_a_json_file_and_whole_image_ask(image_path, predictor, tmp_path):

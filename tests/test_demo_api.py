@@ -96,6 +96,27 @@ def test_operations_match_the_predictor_and_chat_in_process(client, server, scen
     assert reset["turns"] == [] and len(reset["regions"]) == 1
 
 
+def test_a_region_added_as_point_text_is_stored_and_read_as_given(client, server, scene_png):
+    sid = upload(client, scene_png)["session"]
+    record = client.post(f"/api/sessions/{sid}/regions", json={"region": "[29 57] [58 14]"}).json()
+    # not redrawn as "[28 56] [28 56] ..." (0.29 * 100 = 28.999..., floored, repeated to K)
+    assert record["region"] == {"point_text": "[29 57] [58 14]"} and record["point_text"] == "[29 57] [58 14]"
+    assert record["sent_points"] == [[0.29, 0.57], [0.58, 0.14]]
+    local = local_predictor(server, scene_png)
+    caption = client.post(f"/api/sessions/{sid}/caption", json={"region": 0}).json()
+    assert caption == {"caption": local.caption("[29 57] [58 14]"), "point_text": "[29 57] [58 14]"}
+    whole = client.post(f"/api/sessions/{sid}/caption", json={"region": ""}).json()
+    assert whole == {"caption": local.caption(None), "point_text": ""}
+    assert client.get(f"/api/sessions/{sid}/export").json()["regions"] == [{"point_text": "[29 57] [58 14]"}]
+
+
+def test_segment_scores_the_expression_as_the_ris_evaluation(client, scene_png):
+    sid = upload(client, scene_png)["session"]
+    results = [client.post(f"/api/sessions/{sid}/segment", json={"expression": e}).json()
+               for e in ("The red circle.", "the red circle")]
+    assert results[0]["scores"] == results[1]["scores"] and len(results[0]["scores"]) > 0
+
+
 def test_segment_and_attention_return_pictures(client, server, scene_png):
     sid = upload(client, scene_png)["session"]
     result = client.post(f"/api/sessions/{sid}/segment", json={"expression": "the red circle"}).json()

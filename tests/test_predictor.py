@@ -64,9 +64,9 @@ def test_set_image_runs_the_vit_once_for_many_region_calls(random_image, predict
 
 def test_every_region_form_is_accepted_and_equal_forms_give_equal_text(predictor):
     points = Region.from_points([[0.32, 0.64], [0.37, 0.62]])
-    same = [points, {"points": [[0.32, 0.64], [0.37, 0.62]]}, '{"points": [[0.32, 0.64], [0.37, 0.62]]}',
-            "[32 64] [37 62]"]
+    same = [points, {"points": [[0.32, 0.64], [0.37, 0.62]]}, '{"points": [[0.32, 0.64], [0.37, 0.62]]}']
     assert len({predictor.region_text(r) for r in same}) == 1
+    assert len(predictor.region_text(points).split("] [")) == 10  # drawn: K = 10 points
     mask = _mask()
     forms = {
         "scribble": {"scribble": [[0.1, 0.1], [0.4, 0.5]]},
@@ -79,6 +79,21 @@ def test_every_region_form_is_accepted_and_equal_forms_give_equal_text(predictor
     assert predictor.region_text(forms["mask"]) == predictor.region_text(forms["rle"])
     assert predictor.region_text(None) == "" and predictor.region_text("") == ""
     assert as_region(json.dumps(forms["rle"])) == Region.from_mask(mask)
+
+
+def test_point_text_is_used_as_given_and_the_whole_image_works_in_a_list(predictor):
+    # Redrawn it would be "[28 56] [28 56] ..." (0.29 * 100 = 28.999..., floored; repeated to K).
+    assert predictor.region_text("[29 57] [58 14]") == "[29 57] [58 14]"
+    assert predictor.region_texts(["[29 57] [58 14]", "", None, {"point_text": "[1 2]"}]) == \
+        ["[29 57] [58 14]", "", "", "[1 2]"]
+    whole, region = predictor.caption(["", "[29 57] [58 14]"], **FAST)
+    assert whole == predictor.caption(None, **FAST) and region == predictor.caption("[29 57] [58 14]", **FAST)
+    seen = predictor.attention_map(["[29 57] [58 14]", ""])
+    assert [m.region_text for m in seen] == ["[29 57] [58 14]", ""]
+    embeds = predictor.region_embeds(["[29 57] [58 14]"])
+    expected = predictor.model.encode_regions(predictor.image_embeds, ["[29 57] [58 14]"],
+                                              torch.zeros(1, dtype=torch.long))
+    torch.testing.assert_close(embeds, expected)
 
 
 def test_bad_regions_raise_region_errors_that_say_what_is_wrong(predictor):

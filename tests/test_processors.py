@@ -30,6 +30,17 @@ def test_region_points_passes_point_text_and_writes_arrays():
     assert build("region_points")("") == "" and build("region_points")(None) == ""
 
 
+def test_region_points_and_the_predictor_give_the_same_text_for_every_form():
+    processor = build("region_points", num_points=10, quantize="floor")
+    assert processor("[29 57] [58 14]") == "[29 57] [58 14]"  # not redrawn as "[28 56] [28 56] ..."
+    assert processor(" [29 57] [58 14] ") == "[29 57] [58 14]" and processor("  ") == ""
+    from lavis_regionvlm.regions import region_point_text
+
+    box = {"box": [0.1, 0.2, 0.5, 0.6]}
+    assert processor(box, seed=7) == region_point_text(box, 10, 7) == processor(Region.from_json(box), seed=7)
+    assert processor({"point_text": "[1 2]"}) == "[1 2]"
+
+
 def test_region_points_rejects_text_that_is_not_point_text():
     with pytest.raises(RegionError, match="not point text"):
         build("region_points")("[0.3, 0.6]")

@@ -509,3 +509,72 @@ def test_dilation_and_mask_errors():
         mask_region.to_mask(7, 5)
     with pytest.raises(RegionError, match="box region data must have x1 < x2"):
         Region("box", np.array([0.5, 0.5, 0.1, 0.6]))
+
+
+# ----------------------------------------------------------------------- the one region door
+
+
+def test_point_text_given_as_text_is_used_as_given_not_redrawn():
+    from lavis_regionvlm.regions import region_point_text
+
+    # Redrawn, "[29 57] [58 14]" would become 0.29 * 100 = 28.999... -> 28, repeated up to K = 10.
+    assert Region.from_points([[0.29, 0.57], [0.58, 0.14]]).to_text(10, 0).startswith("[28 56] [28 56]")
+    for form in ("[29 57] [58 14]", "  [29 57] [58 14]\n", {"point_text": "[29 57] [58 14]"},
+                 '{"point_text": "[29 57] [58 14]"}'):
+        assert region_point_text(form, 10, 0) == "[29 57] [58 14]"
+    assert region_point_text("[29 57]  [58 14]", 3, 5, quantize="round") == "[29 57]  [58 14]"
+
+
+def test_the_whole_image_is_empty_point_text_in_every_form():
+    from lavis_regionvlm.regions import read_region, region_json, region_point_text
+
+    for form in (None, "", "   ", {"point_text": ""}):
+        assert read_region(form) == "" and region_point_text(form, 10, 0) == ""
+    assert region_json("") == {"point_text": ""}
+
+
+def test_read_region_keeps_the_form_and_region_json_reads_back():
+    from lavis_regionvlm.regions import read_region, region_json
+
+    box = read_region({"box": [0.1, 0.2, 0.5, 0.6]})
+    assert isinstance(box, Region) and box.kind == "box"
+    assert read_region(region_json(box)) == box
+    assert region_json(read_region("[32 64] [37 62]")) == {"point_text": "[32 64] [37 62]"}
+    assert read_region(region_json("[32 64] [37 62]")) == "[32 64] [37 62]"
+
+
+@pytest.mark.parametrize("region, message", [
+    ("[1 101]", r"region 3: point '\[1 101\]' .*value above 100; not point text"),
+    ("[0.3, 0.6]", r"region 3: malformed point .*; not point text .*not region JSON"),
+    ("dog", r"region 3: unexpected text 'dog'.*; not point text"),
+    ({"point_text": 5}, r"region 3: point text must be a str, got int"),
+    ({"point_text": "[1 2]", "box": [0, 0, 1, 1]}, r"region 3: a 'point_text' region takes no other key"),
+    ('{"points": [[0.1, 0.2]', r"region 3: invalid JSON at line 1 column"),
+    ("[1, 2]", r"region 3: malformed point '\[1, 2\]'.*; not point text"),
+    (3.5, r"region 3: expected a Region, .* got float"),
+])
+def test_bad_region_inputs_say_what_and_where(region, message):
+    from lavis_regionvlm.regions import region_point_text
+
+    with pytest.raises(RegionError, match=message):
+        region_point_text(region, 10, 0, what="region 3")
+
+
+def test_region_input_needs_neither_torch_nor_lavis():
+    import subprocess
+    import sys
+
+    # The package root imports torch and LAVIS (issue 15, layering): stand in an empty package
+    # for it, so that only `regions` itself is imported.
+    code = (
+        "import importlib.util, pathlib, sys, types; "
+        "root = pathlib.Path(importlib.util.find_spec('lavis_regionvlm').origin).parent; "
+        "pkg = types.ModuleType('lavis_regionvlm'); pkg.__path__ = [str(root)]; "
+        "sys.modules['lavis_regionvlm'] = pkg; "
+        "import lavis_regionvlm.regions.region_input as r; "
+        "assert r.region_point_text('[1 2]', 10) == '[1 2]'; "
+        "print(sorted(m for m in ('torch', 'lavis') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -23,8 +23,8 @@ from typing import Any, TextIO
 
 from lavis_regionvlm.cli.main import EXIT_FAILED, EXIT_OK, PROG, CliError, generate_kwargs
 from lavis_regionvlm.interactive.chat import Chat, ChatError
-from lavis_regionvlm.interactive.regions_input import as_region, parse_points
 from lavis_regionvlm.regions import RegionError
+from lavis_regionvlm.regions.region_input import read_region, region_json
 
 HELP = __doc__.split("\n\n")[2]
 
@@ -90,11 +90,13 @@ def _handle(args, chat: Chat, line: str, stdout: TextIO, stderr: TextIO) -> bool
     if command == "/region":
         if not rest:
             raise ChatError('/region needs a JSON object, e.g. /region {"points": [[0.3, 0.6]]}')
-        _added(args, chat, chat.add_region(as_region(rest, "/region")), stdout, stderr)
+        _added(args, chat, chat.add_region(read_region(rest, "/region")), stdout, stderr)
     elif command == "/points":
-        _added(args, chat, chat.add_region(parse_points(rest)), stdout, stderr)
+        if not rest or rest.startswith("{"):
+            raise ChatError("/points needs point text, e.g. /points [32 64] [37 62] (a JSON region: /region)")
+        _added(args, chat, chat.add_region(read_region(rest, "/points")), stdout, stderr)
     elif command == "/regions":
-        listing = [{"index": i, "region": r.to_json()} for i, r in enumerate(chat.regions)]
+        listing = [{"index": i, "region": region_json(r)} for i, r in enumerate(chat.regions)]
         _emit(args, stdout, stderr, {"event": "regions", "regions": listing},
               note="\n".join(f"[{i}] {r!r}" for i, r in enumerate(chat.regions)) or "no regions")
     elif command == "/reset":
@@ -116,7 +118,7 @@ def _handle(args, chat: Chat, line: str, stdout: TextIO, stderr: TextIO) -> bool
 
 def _added(args, chat: Chat, index: int, stdout: TextIO, stderr: TextIO) -> None:
     region = chat.regions[index]
-    _emit(args, stdout, stderr, {"event": "region", "index": index, "region": region.to_json()},
+    _emit(args, stdout, stderr, {"event": "region", "index": index, "region": region_json(region)},
           note=f"region [{index}] added: {region!r}; refer to it as [{index}]")
 
 

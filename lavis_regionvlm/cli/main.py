@@ -237,17 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_region_arg(flag: str, value: str, position: int, max_mask_pixels: int | None = None):
-    """One --region / --points value -> Region, or CliError naming the argument. A mask larger
-    than `max_mask_pixels` is refused before it is decoded."""
+    """One --region / --points value -> a Region (--region) or the point text as given
+    (--points; `regions.read_region`), or CliError naming the argument. A mask larger than
+    `max_mask_pixels` is refused before it is decoded."""
     from lavis_regionvlm.demo.limits import region_mask_size
-    from lavis_regionvlm.interactive.regions_input import as_region, parse_points
     from lavis_regionvlm.regions import RegionError
     from lavis_regionvlm.regions.masks import check_mask_pixels
+    from lavis_regionvlm.regions.region_input import read_region
 
     where = f"{flag} #{position + 1}"
     try:
         if flag == "--points":
-            return parse_points(value)
+            if value.strip().startswith("{"):
+                raise CliError(f"{where}: --points takes point text '[x y] [x y] ...' (0..100); "
+                               "for a JSON region use --region")
+            return read_region(value, where)
         text = value.strip()
         if not text.startswith("{"):
             path = Path(value)
@@ -259,7 +263,7 @@ def read_region_arg(flag: str, value: str, position: int, max_mask_pixels: int |
         size = region_mask_size(text)
         if size is not None and max_mask_pixels is not None:
             check_mask_pixels(*size, max_mask_pixels, "option --max-mask-mp")
-        return as_region(text, where)
+        return read_region(text, where)
     except RegionError as exc:
         message = str(exc)
         raise CliError(message if message.startswith(where) else f"{where}: {message}") from None
@@ -343,8 +347,11 @@ def generate_kwargs(args) -> dict:
 
 def _region_rows(predictor, regions: list) -> tuple[list, list[dict]]:
     """Regions to query (None for the whole image) and their JSON description."""
+    from lavis_regionvlm.regions.region_input import region_json
+
     rows = regions or [None]
-    described = [{"region": None if r is None else r.to_json(), "point_text": predictor.region_text(r)} for r in rows]
+    described = [{"region": None if r is None else region_json(r), "point_text": predictor.region_text(r)}
+                 for r in rows]
     return rows, described
 
 
@@ -396,6 +403,12 @@ def cmd_score(args, predictor, regions, out: TextIO) -> int:
 def check_segment(args, regions: list) -> None:
     """Read the proposal file or the SAM config and check --out, before the model loads.
     Sets `args.proposal_records` (list of records) or `args.sam_settings` (dict)."""
+    from lavis_regionvlm.ris.expression import ris_expression
+
+    try:
+        ris_expression(args.expression)
+    except ValueError as exc:
+        raise CliError(f"--expression: {exc}") from None
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CliError(f"--out: {args.out} is an existing file; segment writes mask.png, mask_rle.json "
                        "and overlay.png into a folder (give a folder, new or existing)")
@@ -504,8 +517,8 @@ def cmd_attention(args, predictor, regions, out: TextIO) -> int:
     except ValueError as exc:  # a layer without cross-attention
         raise CliError(f"--layers: {exc}") from None
     image = predictor.image
-    for attention_map, region, path in zip(maps, rows, paths):
-        picture = attention_map.overlay(image, alpha=args.alpha, points=region is not None)
+    for attention_map, path in zip(maps, paths):
+        picture = attention_map.overlay(image, alpha=args.alpha, points=attention_map.region_text != "")
         try:
             picture.save(path, format="PNG")
         except OSError as exc:

@@ -55,9 +55,9 @@ from lavis_regionvlm.demo.sessions import DemoSession, SessionStore, UnknownSess
 from lavis_regionvlm.demo.uploads import UploadLimits, read_mask_upload, read_upload
 from lavis_regionvlm.interactive.chat import RELEASED, Chat, check_layout
 from lavis_regionvlm.interactive.predictor import RegionPredictor
-from lavis_regionvlm.interactive.regions_input import as_region
 from lavis_regionvlm.regions import Region
 from lavis_regionvlm.regions.masks import mask_to_rle
+from lavis_regionvlm.regions.region_input import read_region
 from lavis_regionvlm.ris.pipeline import RisOptions
 from lavis_regionvlm.ris.segment import overlay as mask_overlay
 from lavis_regionvlm.ris.segment import segment as segment_image
@@ -66,7 +66,7 @@ __all__ = ["create_app", "DemoConfig"]
 
 RegionField = Union[int, dict[str, Any], str, None]
 REGION_HELP = ('a region index of the session (0, 1, ...), a region object ({"points": [[x, y], ...]}, '
-               '{"scribble": ...}, {"box": ...}, {"rle": ...}), point text "[32 64] [37 62]", or null for the whole image')
+               '{"scribble": ...}, {"box": ...}, {"rle": ...}), point text "[32 64] [37 62]" (used as given), or null / "" for the whole image')
 STATIC = resources.files("lavis_regionvlm.demo") / "static"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_ROUTES = re.compile(r"/api/sessions(/[^/]+/regions/mask)?")  # multipart file uploads (POST)
@@ -200,9 +200,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
                 have = f"regions 0..{count - 1}" if count else "no regions yet"
                 raise ValueError(f"region index {region}: the session has {have}")
             return session.chat.regions[region]
-        if region is None or (isinstance(region, str) and not region.strip()):
-            return None
-        return as_region(region)
+        return read_region(region)
 
     @app.exception_handler(UnknownSessionError)
     async def unknown_session(request: Request, exc: UnknownSessionError):
@@ -382,7 +380,8 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
         with session.lock, model_lock:
             region = region_of(session, body.region)
             attention_map = session.predictor.attention_map(region)
-            picture = attention_map.overlay(session.work_image(limits.max_work_side), points=region is not None)
+            picture = attention_map.overlay(session.work_image(limits.max_work_side),
+                                            points=attention_map.region_text != "")
         return {"overlay": png_data_url(picture), "point_text": attention_map.region_text}
 
     @app.post("/api/sessions/{session_id}/reset")

@@ -20,7 +20,7 @@ from PIL import Image
 from lavis_regionvlm.demo.sam_clicks import ClickSegmenter
 from lavis_regionvlm.interactive.chat import Chat
 from lavis_regionvlm.interactive.predictor import RegionPredictor
-from lavis_regionvlm.regions import text_to_points
+from lavis_regionvlm.regions import region_json, text_to_points
 
 __all__ = ["DemoSession", "SessionStore", "UnknownSessionError", "scaled_to"]
 
@@ -86,7 +86,7 @@ class DemoSession:
         text = self.predictor.region_text(region)
         return {
             "index": index,
-            "region": region.to_json(),
+            "region": region_json(region),
             "point_text": text,
             "sent_points": text_to_points(text).round(4).tolist(),
         }

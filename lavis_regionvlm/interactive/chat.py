@@ -63,8 +63,7 @@ from typing import Any, Mapping, Optional, Union
 
 from lavis_regionvlm.models.pieces import Piece, count_tokens
 from lavis_regionvlm.interactive.predictor import RegionPredictor
-from lavis_regionvlm.interactive.regions_input import as_region
-from lavis_regionvlm.regions import Region
+from lavis_regionvlm.regions.region_input import RegionInput, read_region, region_json
 
 logger = logging.getLogger(__name__)
 
@@ -169,15 +168,16 @@ class Chat:
         self.feed_answers = layout == HISTORY and feed_answers is not False
         self.question_prompt = QUESTION_PROMPTS[layout] if question_prompt is None else question_prompt
         self.generate_kwargs = {**CHAT_DEFAULTS, **dict(generate_kwargs or {})}
-        self.regions: list[Region] = []
+        self.regions: list[RegionInput] = []  # a Region, or point text kept as given
         self.turns: list[Turn] = []
         self.first_kept_turn = 0  # turns before this index are no longer in the prompt
 
     # ------------------------------------------------------------------ state
 
     def add_region(self, region: Any) -> int:
-        """Add a region (any form `as_region` reads); returns its index, to write as "[i]"."""
-        self.regions.append(as_region(region, f"region [{len(self.regions)}]"))
+        """Add a region (any form `regions.read_region` reads; point text is kept as given);
+        returns its index, to write as "[i]"."""
+        self.regions.append(read_region(region, f"region [{len(self.regions)}]"))
         return len(self.regions) - 1
 
     def reset(self, *, keep_regions: bool = False) -> None:
@@ -286,7 +286,7 @@ class Chat:
             "format": SESSION_FORMAT,
             "version": SESSION_VERSION,
             "image": {"sha256": predictor.image_sha256, "size": list(predictor.image_size)},
-            "regions": [region.to_json() for region in self.regions],
+            "regions": [region_json(region) for region in self.regions],
             "turns": [{"user": t.user, "answer": t.answer, "regions": t.regions} for t in self.turns],
             "settings": {
                 **predictor.settings,

@@ -11,8 +11,9 @@ segment) runs only the Q-Former, `t5_proj` and T5 on that embedding.
     >>> predictor.score(["a dog", "a cat"], {"box": [0.1, 0.1, 0.5, 0.6]})
 
 Regions: a `Region`, anything `Region.from_json` reads (dict or JSON text), or point text
-"[32 64] [37 62]" (see `regions_input`); None is the whole image. A region becomes point
-text with the model's K (`num_points`) and quantisation, drawn with the predictor's seed,
+"[32 64] [37 62]"; None or "" is the whole image, alone or in a list (see
+`lavis_regionvlm.regions.region_input`). Point text is used as given; any other region becomes
+point text with the model's K (`num_points`) and quantisation, drawn with the predictor's seed,
 so the same region and seed always give the same text, hence the same answer.
 Every method takes one region (returns one result) or a list of them (returns a list,
 computed as one batch).
@@ -33,8 +34,8 @@ from torch import nn
 from lavis_regionvlm import image_io
 from lavis_regionvlm.interactive.attention import AttentionMap, LayerSpec, attention_maps
 from lavis_regionvlm.models.pieces import Piece, embed_pieces
-from lavis_regionvlm.interactive.regions_input import as_region, is_single_region
 from lavis_regionvlm.regions import QUANTIZE_MODES
+from lavis_regionvlm.regions.region_input import is_single_region, region_point_text
 
 logger = logging.getLogger(__name__)
 
@@ -251,22 +252,16 @@ class RegionPredictor:
 
     # ------------------------------------------------------------------ regions
 
-    def region_text(self, region: Any) -> str:
-        """One region (None: whole image) -> its point text ("" for the whole image)."""
-        if region is None or (isinstance(region, str) and not region.strip()):
-            return ""
-        return as_region(region).to_text(self.num_points, self.seed, quantize=self.quantize)
+    def region_text(self, region: Any, what: str = "region") -> str:
+        """One region (None or "": whole image) -> its point text ("" for the whole image);
+        point text is returned as given (`regions.region_input.region_point_text`)."""
+        return region_point_text(region, self.num_points, self.seed, quantize=self.quantize, what=what)
 
     def region_texts(self, regions: Any) -> list[str]:
-        """One region or a list of them -> list of point texts."""
+        """One region or a list of them (None / "" in it: the whole image) -> list of point texts."""
         if is_single_region(regions):
             return [self.region_text(regions)]
-        return [self._region_text_at(r, i) for i, r in enumerate(regions)]
-
-    def _region_text_at(self, region: Any, index: int) -> str:
-        if region is None:
-            return ""
-        return as_region(region, f"region {index}").to_text(self.num_points, self.seed, quantize=self.quantize)
+        return [self.region_text(r, f"region {i}") for i, r in enumerate(regions)]
 
     @torch.inference_mode()
     def region_embeds(self, regions: Any) -> torch.Tensor:
@@ -389,7 +384,8 @@ class RegionPredictor:
         """Referring segmentation: the proposal mask that `expression` describes.
 
         Reuses the RIS code (`lavis_regionvlm.ris.segment.segment`) with the cached image
-        embedding. Proposals: records with a COCO RLE `segmentation` (a list, or a proposal
+        embedding; `expression` is scored as the RIS evaluation scores it (`ris.expression`:
+        "The dog." -> "the dog"). Proposals: records with a COCO RLE `segmentation` (a list, or a proposal
         cache file), or made by `mask_generator` (e.g. segment-anything's
         `SamAutomaticMaskGenerator(sam, output_mode="coco_rle")`), run once per image.
         `options`: a `RisOptions`; default: K, quantisation and seed of this predictor.

@@ -1,9 +1,11 @@
 """`region_points`: the text processor for point text.
 
-Region text is not a caption: this processor turns a region (a `Region`, an (M, 2)
-array of relative points, or point text) into the canonical `"[x y] [x y] ..."`
-string the model reads, with the model's K and quantisation, and rejects anything
-else instead of passing it on.
+Region text is not a caption: this processor turns a region (a `Region`, region JSON,
+an (M, 2) array of relative points, or point text) into the `"[x y] [x y] ..."` string
+the model reads, with the model's K and quantisation, and rejects anything else instead
+of passing it on. Every form but arrays goes through the one reader every entry point
+uses (`lavis_regionvlm.regions.region_input.region_point_text`): point text is checked
+and used as given.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from lavis.common.registry import registry
 from lavis.processors.base_processor import BaseProcessor
 from omegaconf import OmegaConf
 
-from lavis_regionvlm.regions import Region, RegionError, is_point_text, points_to_text
+from lavis_regionvlm.regions import points_to_text
+from lavis_regionvlm.regions.region_input import region_point_text
 
 
 @registry.register_processor("region_points")
@@ -31,20 +34,16 @@ class RegionPointsProcessor(BaseProcessor):
         self.strategy = strategy
 
     def __call__(self, region, seed=None) -> str:
-        """`region`: a Region (K points sampled with `seed`), an (M, 2) array of relative
-        points (written as they are), point text (checked and returned), or "" / None
-        for the whole image."""
-        if region is None or (isinstance(region, str) and region == ""):
-            return ""
-        if isinstance(region, str):
-            if not is_point_text(region):
-                raise RegionError(f"not point text: {region!r}; expected '[x y] [x y] ...'")
-            return region
-        if isinstance(region, Region):
-            return region.to_text(
-                self.num_points, seed, quantize=self.quantize, strategy=self.strategy
-            )
-        return points_to_text(np.asarray(region, dtype=np.float64), quantize=self.quantize)
+        """`region`: a Region or region JSON (K points sampled with `seed`), an (M, 2)
+        array of relative points (written as they are), point text (checked and returned
+        as given), or "" / None for the whole image.
+
+        Raises:
+            RegionError: anything that is not a region.
+        """
+        if isinstance(region, (np.ndarray, list, tuple)):
+            return points_to_text(np.asarray(region, dtype=np.float64), quantize=self.quantize)
+        return region_point_text(region, self.num_points, seed, quantize=self.quantize, strategy=self.strategy)
 
     @classmethod
     def from_config(cls, cfg=None):

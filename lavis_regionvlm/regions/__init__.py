@@ -10,6 +10,7 @@ from .point_text import (
     text_to_points,
 )
 from .region import STRATEGIES, Region
+from .region_input import RegionInput, is_single_region, read_region, region_json, region_point_text
 
 __all__ = [
     "PIXEL_COORDS",
@@ -17,8 +18,13 @@ __all__ = [
     "STRATEGIES",
     "Region",
     "RegionError",
+    "RegionInput",
+    "is_single_region",
     "is_point_text",
     "pixel_points",
     "points_to_text",
+    "read_region",
+    "region_json",
+    "region_point_text",
     "text_to_points",
 ]

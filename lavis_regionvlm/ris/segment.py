@@ -24,6 +24,7 @@ from torch import nn
 
 from lavis_regionvlm.image_io import ImageInputError, load_image
 from lavis_regionvlm.regions.masks import mask_to_rle
+from lavis_regionvlm.ris.expression import ris_expression
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.proposal_cache import read_proposals
 
@@ -68,7 +69,8 @@ def segment(
         model: a `Blip2T5Region` in eval mode.
         vis_processor: the model's eval image processor (PIL -> (3, S, S)).
         image: the picture, any mode (converted to RGB).
-        expression: the referring expression, as the model should score it.
+        expression: the referring expression as the user wrote it; scored as the RIS
+            evaluation scores it (`ris_expression`: "The dog." -> "the dog").
         proposals: records with COCO RLE `segmentation` at the image's size.
         options: scoring and filter options.
         image_embeds: (1, L, C) from `model.encode_image`, when the caller already has it.
@@ -82,7 +84,7 @@ def segment(
     if options.method == "points" and image_embeds is None:
         image_embeds = model.encode_image(vis_processor(image)[None].to(model.device))
     ranking = rank_proposals(
-        model, proposals, [expression], options, image_id=image_id,
+        model, proposals, [ris_expression(expression)], options, image_id=image_id,
         image_embeds=image_embeds, raw_image=image, vis_processor=vis_processor,
     )
     choice = int(ranking.choice[0])
@@ -153,15 +155,18 @@ def main(argv: Optional[list[str]] = None) -> SegmentResult:
         image = load_image(args.image, name=f"--image {args.image!r}")
     except ImageInputError as exc:
         parser.error(str(exc))
-    model, vis_processors, text_processors = load_model_and_preprocess(
+    try:
+        ris_expression(args.expression)
+    except ValueError as exc:
+        parser.error(f"--expression: {exc}")
+    model, vis_processors, _ = load_model_and_preprocess(
         args.model_name, args.model_type, is_eval=True, device=args.device
     )
     if args.proposals:
         proposals = read_proposals(args.proposals)
     else:
         proposals = sam_proposals(image, OmegaConf.to_container(OmegaConf.load(args.sam_config), resolve=True))
-    expression = text_processors["eval"](args.expression)
-    result = segment(model, vis_processors["eval"], image, expression, proposals,
+    result = segment(model, vis_processors["eval"], image, args.expression, proposals,
                      RisOptions(method=args.method, seed=args.seed))
     paths = save_result(result, image, args.out)
     print(json.dumps({"proposal": result.proposal, "outputs": {k: str(v) for k, v in paths.items()}}))

@@ -181,6 +181,12 @@ function drawInput(region, colour, dashed, strong) {
   else if (region.points) region.points.forEach((p) => dot(p, strong ? 8 : 6, null, colour));
   else if (region.box) rectangle(region.box, colour, dashed, width);
   else if (region.rle) drawMask(region.rle, colour, strong ? 0.6 : 0.35);
+  else if (region.point_text) pointTextPoints(region.point_text).forEach((p) => dot(p, strong ? 8 : 6, null, colour));
+}
+
+// Point text "[32 64] [37 62]" (integers 0..100) -> relative points [[0.32, 0.64], [0.37, 0.62]].
+function pointTextPoints(text) {
+  return [...text.matchAll(/\[\s*(\d+)\s+(\d+)\s*\]/g)].map((m) => [Number(m[1]) / 100, Number(m[2]) / 100]);
 }
 
 function drawSegmentation() {
@@ -341,7 +347,7 @@ function samPromptIs(prompt) {  // the prompt is still the one on the page (not 
 
 // ------------------------------------------------------------------ regions
 
-const KIND_NAMES = { points: "points", scribble: "scribble", box: "box", rle: "mask", polygons: "mask" };
+const KIND_NAMES = { points: "points", scribble: "scribble", box: "box", rle: "mask", polygons: "mask", point_text: "point text" };
 
 function renderRegions() {
   const list = $("regions");
