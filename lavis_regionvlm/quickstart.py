@@ -17,10 +17,10 @@ Steps, each a command a user could run by hand (printed as it runs):
    (`quickstart_scores.py`).
 
 The defaults (1,000 images, 6 epochs of half region, half global captions: about 50k
-samples per model, no dropout) took 11.4 minutes on 2 CPU cores and gave, on the 580
+samples per model, no dropout) took 10 minutes on 2 CPU cores and gave, on the 580
 held-out regions (% right, with points / empty point text / chance): colour, which names
-the object since colours are unique in an image, 91 / 40 / 40; own phrase ranked first
-99 / 40 / 40; position words 80 / 33 / 41; exact match 44 / 3 / 40. The points are what
+the object since colours are unique in an image, 92 / 40 / 40; own phrase ranked first
+99 / 41 / 40; position words 80 / 32 / 41; exact match 41 / 1 / 40. The points are what
 lets the model find the region. Shape is the slow part: the tiny ViT, trained from scratch,
 needs far more samples than this to tell circles, squares and triangles apart, so exact
 match is only a little above chance after a few minutes; more images and epochs
