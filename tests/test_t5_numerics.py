@@ -93,6 +93,8 @@ def test_every_t5_path_feeds_the_encoder_in_the_setting_dtype(bf16_models, image
         "forward (training loss)": lambda: model(one),
         "score": lambda: model.score(one),
         "generate": lambda: model.generate({"image": image, "region_text": [POINTS]}, num_beams=2, max_length=3),
+        "predict_answers generate": lambda: model.predict_answers(
+            {"image": image, "text_input": ["what?"], "region_text": [POINTS]}, num_beams=2, max_len=3),
         "predict_answers rank": lambda: model.predict_answers(
             {"image": image, "text_input": ["what?"], "region_text": [POINTS]},
             inference_method="rank", answer_list=["red", "blue"]),
