@@ -163,10 +163,8 @@ LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretra
                                             ("pretrain_flant5xxl", "google/flan-t5-xxl"),
                                             ("regionvlm_flant5xxl", "google/flan-t5-xxl")])
 def test_full_size_model_types_load_leanly(model_type, t5):
-    import inspect
-
     cfg = OmegaConf.load(Blip2T5Region.default_config_path(model_type)).model
-    arguments = set(inspect.signature(Blip2T5Region.__init__).parameters)
+    arguments = Blip2T5Region.config_arguments()
     assert not set(cfg) - arguments - LAVIS_KEYS  # from_config drops unknown keys silently
     assert cfg.model_type == model_type and cfg.t5_model == t5
     assert cfg.lean_load is True and cfg.t5_precision == "bf16" and cfg.vit_precision == "fp16"
