@@ -62,7 +62,7 @@ def bench(workdir: str | Path, lines: int, workers: tuple[int, ...] = (1,), read
     from omegaconf import OmegaConf
 
     import common
-    from lavis_regionvlm.data.prepare_ln import prepare_ln
+    from lavis_regionvlm.preparation.prepare_ln import prepare_ln
 
     workdir = Path(workdir)
     started = time.perf_counter()

@@ -9,7 +9,8 @@ and E expressions, the same model and inputs go through
   keys/values computed once, the T5 encoder once per row, the decoder once per row for all E
   expressions (`encode_image` + `lavis_regionvlm.ris.scoring.point_text_nll`, its stages timed
   inside the same call);
-- the floor: the unavoidable component passes run the stock way (DESIGN.md section 3): ViT
+- the floor: the unavoidable component passes run the stock way (the ViT depends on the image
+  only, the T5 encoder on the row only, the decoder on the (row, expression) pair): ViT
   once, `query_outputs` batched over the M rows, the T5 encoder over the M rows, the decoder over
   the M * E (row, expression) pairs. Its ViT and T5-encoder passes are the very calls ours
   makes, so their times are taken from ours' run; the Q-Former and decoder are timed on their own;

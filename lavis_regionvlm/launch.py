@@ -25,6 +25,7 @@ from lavis.common.utils import now
 
 import lavis.common.optims  # noqa: F401  (registers LAVIS's lr schedulers, as its train.py does)
 import lavis.tasks as tasks
+import lavis_regionvlm.registration  # noqa: F401  (every plugin name and the YAML resolvers, hook or not)
 from lavis_regionvlm_autoload import ignore_lavis_call_warnings, startup_hook_problem
 
 

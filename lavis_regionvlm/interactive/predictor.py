@@ -159,7 +159,7 @@ class RegionPredictor:
         from lavis.models import load_preprocess
         from omegaconf import OmegaConf
 
-        import lavis_regionvlm  # noqa: F401  (registers the model)
+        import lavis_regionvlm.registration  # noqa: F401  (registers the model)
 
         model_cls = registry.get_model_class(name)
         if model_cls is None:
