@@ -1,4 +1,4 @@
-"""Start-up hook: import `lavis_regionvlm` as soon as `lavis` has been imported.
+"""Start-up hook: import `lavis_regionvlm.registration` as soon as `lavis` has been imported.
 
 LAVIS registers models, datasets and tasks by decorator at import time and has no
 plugin discovery, so stock LAVIS entry points (its `train.py`, `evaluate.py`,
@@ -7,6 +7,11 @@ The installed `lavis_regionvlm_autoload.pth` calls `install()` at interpreter
 start. That puts one finder on `sys.meta_path` and nothing else: no torch, no
 lavis, no plugin import happens until some code imports `lavis`.
 
+When a plugin module is being imported at that moment (the plugin's own code imports
+`lavis`), the hook registers nothing: registering then would import plugin modules that are
+only half initialised. Plugin modules register what they define themselves, and the plugin's
+entry points (launchers, CLI, demo, predictor) import `lavis_regionvlm.registration`.
+
 Set `LAVIS_REGIONVLM_AUTOLOAD=0` to switch the hook off.
 
 Two more jobs live here because they must run before `lavis` is imported and import
@@ -14,7 +19,7 @@ nothing but the standard library:
 - `quiet_import_warnings()`: while `lavis` imports, hide the deprecation warnings its
   dependencies raise under current torch (timm's `torch.jit.script`, fairscale's
   `torch.cuda.amp.custom_fwd/custom_bwd`); only those messages from those modules, only
-  during that import. The hook and `lavis_regionvlm/__init__.py` import LAVIS inside it.
+  during that import. The hook and `lavis_regionvlm.registration` import LAVIS inside it.
 - `startup_hook_problem()`: why the hook did not run in this process, with the fix.
   `python -m lavis_regionvlm_autoload` prints it (exit 1) or says the hook is active.
   Code of ours can only tell when it runs: with the hook missing, LAVIS's own `train.py`
@@ -34,6 +39,8 @@ import warnings
 from typing import Iterator, Optional
 
 _ENV_SWITCH = "LAVIS_REGIONVLM_AUTOLOAD"
+PLUGIN = "lavis_regionvlm"
+REGISTRATION_MODULE = "lavis_regionvlm.registration"
 PTH_NAME = "lavis_regionvlm_autoload.pth"
 
 # Deprecation warnings raised while `lavis` imports its dependencies, which neither a LAVIS
@@ -67,13 +74,16 @@ class _ImportPluginAfterLavis(importlib.abc.Loader):
     def exec_module(self, module) -> None:
         with quiet_import_warnings():
             self._loader.exec_module(module)
+        if plugin_import_in_progress():
+            return  # a plugin module imports lavis: it registers through its own imports
         try:
-            importlib.import_module("lavis_regionvlm")
+            importlib.import_module(REGISTRATION_MODULE)
         except Exception as exc:  # never break `import lavis` for other users
             warnings.warn(
                 f"lavis_regionvlm could not register its models, datasets and tasks "
                 f"with LAVIS ({type(exc).__name__}: {exc}). Import it directly to see "
-                f"the full traceback, or set {_ENV_SWITCH}=0 to silence this hook.",
+                f"the full traceback (import {REGISTRATION_MODULE}), or set {_ENV_SWITCH}=0 "
+                f"to silence this hook.",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -81,6 +91,15 @@ class _ImportPluginAfterLavis(importlib.abc.Loader):
     def __getattr__(self, name):
         # Resource readers and the like still come from the real loader.
         return getattr(self._loader, name)
+
+
+def plugin_import_in_progress() -> bool:
+    """Whether some `lavis_regionvlm` module is executing its import right now."""
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if name == PLUGIN or name.startswith(PLUGIN + ".")
+    )
 
 
 class _LavisFinder(importlib.abc.MetaPathFinder):
@@ -162,10 +181,11 @@ def startup_hook_problem() -> Optional[str]:
              f"another Python environment)" if found else
              f"{PTH_NAME} is not in this Python's site-packages ({', '.join(_site_dirs())})")
     return (f"the lavis_regionvlm start-up hook did not run: {where}. {consequence} Fix: "
-            f"reinstall the plugin into the Python that runs LAVIS ({sys.executable} -m pip "
-            f"install --force-reinstall --no-deps lavis-regionvlm, or pip install -e . in its "
-            f"checkout; both write the .pth), or import lavis_regionvlm in your script before "
-            f"LAVIS reads the config.")
+            f"reinstall the plugin into the Python that runs LAVIS from the checkout or the "
+            f"wheel you installed it from (lavis-regionvlm is not on a package index): "
+            f"{sys.executable} -m pip install --force-reinstall --no-deps PATH_TO_CHECKOUT "
+            f"(or the .whl file), or pip install -e . in the checkout; both write the .pth. "
+            f"Or import {REGISTRATION_MODULE} in your script before LAVIS reads the config.")
 
 
 def main() -> int:

@@ -2,8 +2,8 @@
 
 Besides the package, the install writes `lavis_regionvlm_autoload.pth` into
 site-packages. Python runs that one line at start-up; it only registers a tiny
-import hook (no torch, no lavis import) that imports `lavis_regionvlm` right
-after `lavis` finishes importing. That is how stock LAVIS entry points
+import hook (no torch, no lavis import) that imports `lavis_regionvlm.registration`
+right after `lavis` finishes importing. That is how stock LAVIS entry points
 (`train.py`, `load_model_and_preprocess`) see the plugin's registry names
 without importing it. Both `pip install .` and `pip install -e .` write it:
 PEP 660 editable wheels skip `build_py` outputs outside packages, so the

@@ -186,7 +186,7 @@ def build_model(size: str, workdir: str | Path, device: torch.device | str = "cp
 
     from lavis_regionvlm.models import Blip2T5Region
     from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
-    from lavis_regionvlm.ris.random_model import build_sized_model
+    from lavis_regionvlm.models.random_model import build_sized_model
 
     device = torch.device(device)
     precisions = {"vit_precision": "fp16", "t5_precision": "bf16"} if device.type == "cuda" else {}

@@ -157,7 +157,7 @@ def training_counts(model, batch: int = 1) -> dict:
 
 def estimate(measured: list[dict] | None = None, workdir: str | None = None) -> dict:
     """The cost model; `measured` = the RIS rows of a run (CPU scaling uses the largest)."""
-    from lavis_regionvlm.ris.random_model import SIZES
+    from lavis_regionvlm.models.random_model import SIZES
 
     workdir = workdir or tempfile.mkdtemp()
     full = common.build_model("full", workdir, "meta")

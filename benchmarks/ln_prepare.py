@@ -62,7 +62,8 @@ def bench(workdir: str | Path, lines: int, workers: tuple[int, ...] = (1,), read
     from omegaconf import OmegaConf
 
     import common
-    from lavis_regionvlm.data.prepare_ln import prepare_ln
+    import lavis_regionvlm.registration  # noqa: F401  (the localized_narratives builder)
+    from lavis_regionvlm.preparation.prepare_ln import prepare_ln
 
     workdir = Path(workdir)
     started = time.perf_counter()

@@ -5,8 +5,8 @@ objects) the Q-Former's cross-attention heat map (`RegionPredictor.attention_map
 the image, with the region's points (the K points the model read) drawn as white dots. Each
 map is captioned with the model's caption for that region (and the reference phrase).
 
-    python -m lavis_regionvlm.data.synthetic --out data/synthetic
-    python -m lavis_regionvlm.data.prepare_synthetic --root data/synthetic
+    python -m lavis_regionvlm.preparation.synthetic --out data/synthetic
+    python -m lavis_regionvlm.preparation.prepare_synthetic --root data/synthetic
     (train: see projects/regionvlm/train_tiny.yaml)
     python docs/make_attention_figure.py --checkpoint output/regionvlm_tiny/train/checkpoint_9.pth
 
@@ -29,7 +29,7 @@ TEXT_HEIGHT = 56
 
 def pick_samples(prepared: Path, image_name: str | None, min_distance: float):
     """(image name, [two (phrase, (K, 2) points) of different objects]) from a prepared LN split."""
-    from lavis_regionvlm.data.ln_prepared import PreparedNarratives
+    from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
 
     by_image: dict[str, list] = {}
     for sample in PreparedNarratives(prepared):

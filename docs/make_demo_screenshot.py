@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from lavis_regionvlm.data.ln_prepared import PreparedNarratives, PreparedSample
+from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives, PreparedSample
 from lavis_regionvlm.demo import DemoConfig, create_app, start_server
 from lavis_regionvlm.demo.server import mask_generator
 from lavis_regionvlm.interactive import RegionPredictor

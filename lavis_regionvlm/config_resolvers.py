@@ -1,7 +1,8 @@
 """OmegaConf resolvers that make the project YAMLs work wherever they are run from.
 
-Registered when `lavis_regionvlm` is imported (the start-up hook imports it right after
-`lavis`, so LAVIS's own `train.py` / `evaluate.py` resolve them too):
+Registered by `lavis_regionvlm.registration` (the start-up hook imports it right after
+`lavis`, so LAVIS's own `train.py` / `evaluate.py` resolve them too), and by the commands
+that read project YAMLs without LAVIS (`reproduce`, `ris.proposals`):
 
 - `${regionvlm_cwd:output/x}`: `output/x` under the working directory, as an absolute path.
   Output folders are written this way because LAVIS's stock runner joins a relative

@@ -17,6 +17,10 @@ import random
 
 import numpy as np
 import torch
+
+# First: every plugin name and the YAML resolvers, hook or not; it imports LAVIS with the
+# known third-party deprecation warnings hidden also when the start-up hook is off.
+import lavis_regionvlm.registration  # noqa: F401,I001  (isort: skip)
 from lavis.common.config import Config
 from lavis.common.dist_utils import get_rank, init_distributed_mode, setup_for_distributed
 from lavis.common.logger import setup_logger

@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     data = workdir / "data" / "synthetic"
 
     if not (data / "prepared" / "ln_val" / "meta.json").exists():
-        run([python, "-m", "lavis_regionvlm.data.synthetic", "--out", str(data),
+        run([python, "-m", "lavis_regionvlm.preparation.synthetic", "--out", str(data),
              "--num-images", str(args.num_images)], workdir)
-        run([python, "-m", "lavis_regionvlm.data.prepare_synthetic", "--root", str(data)], workdir)
+        run([python, "-m", "lavis_regionvlm.preparation.prepare_synthetic", "--root", str(data)], workdir)
 
     runs = {"with points": ("train", [])}
     if not args.no_ablation:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lavis_regionvlm.data.ln_prepared import PreparedNarratives
+from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
 from lavis_regionvlm.projects import projects_dir
 from lavis_regionvlm.tasks.region_captioning import normalize_caption
 

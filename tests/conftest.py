@@ -7,12 +7,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plugin_registered():
+    """Every plugin name in LAVIS's registry, as in a user's process (the start-up hook).
+
+    A test module that imports a plugin module before `lavis` gets only that module's
+    registrations from the hook (see `lavis_regionvlm_autoload`); this completes them."""
+    import lavis_regionvlm.registration  # noqa: F401
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """The `tiny` model in eval mode, loaded once through LAVIS's public API."""
     from lavis.models import load_model_and_preprocess
-
-    import lavis_regionvlm  # noqa: F401
 
     model, vis, txt = load_model_and_preprocess("blip2_t5_region", "tiny", is_eval=True)
     return model
@@ -61,8 +68,8 @@ def prepared_synthetic_workdir(tmp_path_factory):
         data = root / "data/synthetic"
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         for module, args in (
-            ("lavis_regionvlm.data.synthetic", ["--out", str(data), "--num-images", str(num_images)]),
-            ("lavis_regionvlm.data.prepare_synthetic", ["--root", str(data)]),
+            ("lavis_regionvlm.preparation.synthetic", ["--out", str(data), "--num-images", str(num_images)]),
+            ("lavis_regionvlm.preparation.prepare_synthetic", ["--root", str(data)]),
         ):
             subprocess.run([sys.executable, "-m", module, *args], check=True, env=env, capture_output=True)
         return root

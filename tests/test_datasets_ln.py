@@ -13,8 +13,8 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lavis_regionvlm.data.ln_prepared import read_meta
-from lavis_regionvlm.data.prepare_ln import main as prepare_main
+from lavis_regionvlm.preparation.ln_prepared import read_meta
+from lavis_regionvlm.preparation.prepare_ln import main as prepare_main
 from lavis_regionvlm.datasets import ConfigError, SAMPLE_KEYS
 from lavis_regionvlm.regions import points_to_text
 

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.data import DataLoader, DistributedSampler
 
-from lavis_regionvlm.data.prepare_synthetic import prepare_synthetic
-from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+from lavis_regionvlm.preparation.prepare_synthetic import prepare_synthetic
+from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 from lavis_regionvlm.datasets import RegionGlobalMixDataset, set_epoch
 
 REGION, GLOBAL, BATCH_GROUPS = 3, 2, 2

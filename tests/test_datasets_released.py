@@ -26,9 +26,9 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lavis_regionvlm.data.ln_prepared import PreparedNarratives
-from lavis_regionvlm.data.narratives import index_rule, parse_narrative
-from lavis_regionvlm.data.prepare_ln import main as prepare_main
+from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
+from lavis_regionvlm.preparation.narratives import index_rule, parse_narrative
+from lavis_regionvlm.preparation.prepare_ln import main as prepare_main
 from lavis_regionvlm.datasets import ConfigError
 from lavis_regionvlm.datasets.region import select_points
 

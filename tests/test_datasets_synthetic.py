@@ -14,10 +14,10 @@ from lavis.common.registry import registry
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lavis_regionvlm.data.ln_prepared import read_meta
-from lavis_regionvlm.data.prepare_synthetic import main as prepare_main
-from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
-from lavis_regionvlm.data.synthetic.scene import PALETTE
+from lavis_regionvlm.preparation.ln_prepared import read_meta
+from lavis_regionvlm.preparation.prepare_synthetic import main as prepare_main
+from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
+from lavis_regionvlm.preparation.synthetic.scene import PALETTE
 from lavis_regionvlm.datasets import SAMPLE_KEYS
 
 

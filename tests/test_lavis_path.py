@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import lavis_regionvlm  # noqa: F401  (registers the resolvers, as the start-up hook does)
+import lavis_regionvlm.registration  # noqa: F401  (registers the resolvers, as the start-up hook does)
 import lavis_regionvlm_autoload as autoload
 from lavis_regionvlm.config_resolvers import DataRootError, data_root
 from lavis_regionvlm.projects import project_files, project_path, projects_dir, write_projects
@@ -210,15 +210,19 @@ def test_hook_check_command_says_active_or_what_to_fix():
     missing = run_python(code, "-S")
     assert missing.returncode == 1, missing.stderr
     assert "did not run" in missing.stderr and "has not been registered" in missing.stderr
-    assert "pip install" in missing.stderr and "import lavis_regionvlm" in missing.stderr
+    assert "pip install" in missing.stderr and "import lavis_regionvlm.registration" in missing.stderr
+    # the plugin is not on a package index: the fix names the checkout or the wheel, not a name
+    assert "from the checkout or the wheel" in missing.stderr
+    assert "install --force-reinstall --no-deps lavis-regionvlm" not in missing.stderr
 
 
 # ---------------------------------------------------------------- warnings
 
 
-@pytest.mark.parametrize("how,switch", [("the start-up hook", "1"), ("import lavis_regionvlm", "0")])
+@pytest.mark.parametrize("how,switch", [("the start-up hook", "1"),
+                                        ("import lavis_regionvlm.registration", "0")])
 def test_importing_lavis_prints_no_known_third_party_warning(how, switch):
-    code = "import lavis_regionvlm" if switch == "0" else "import lavis"
+    code = "import lavis_regionvlm.registration" if switch == "0" else "import lavis"
     done = run_python(code, env={**ENV, "LAVIS_REGIONVLM_AUTOLOAD": switch, "PYTHONWARNINGS": "default"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert not KNOWN_WARNINGS.search(done.stderr), done.stderr
@@ -260,11 +264,11 @@ def test_prepare_commands_in_the_training_projects_parse(name, monkeypatch):
     """The prepare_ln commands the YAML's comments give have every required argument."""
     import shlex
 
-    import lavis_regionvlm.data.prepare_ln as prepare_ln
+    import lavis_regionvlm.preparation.prepare_ln as prepare_ln
 
     text = (PROJECTS / name).read_text().replace("\\\n#      ", " ")
-    commands = [line.split("python -m lavis_regionvlm.data.prepare_ln", 1)[1]
-                for line in text.splitlines() if "python -m lavis_regionvlm.data.prepare_ln" in line]
+    commands = [line.split("python -m lavis_regionvlm.preparation.prepare_ln", 1)[1]
+                for line in text.splitlines() if "python -m lavis_regionvlm.preparation.prepare_ln" in line]
     assert commands
     seen = []
     fake_meta = {"inputs": [], "num_samples": 1, "num_records": 1, "num_narratives": 1, "seconds": 0.0,

@@ -20,7 +20,7 @@ def test_phrase_parts_and_agreement():
 def test_chance_and_caption_scores_on_a_prepared_set(prepared_synthetic_workdir):
     from collections import defaultdict
 
-    from lavis_regionvlm.data.ln_prepared import PreparedNarratives
+    from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
     from lavis_regionvlm.tasks.region_captioning import normalize_caption
 
     prepared = prepared_synthetic_workdir("quickstart_scores", 20) / "data/synthetic/prepared/ln_val"

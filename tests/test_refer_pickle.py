@@ -8,8 +8,8 @@ import pytest
 
 from lavis_regionvlm.ris.refer import RefsFileError, load_refs
 
-REAL_REF = Path("/work/shared/real-records/refer_refcoco_unc_ref0.json")
-REF0 = {  # the first ref of RefCOCO's refs(unc).p (shared/real-records), trimmed to what is read
+REAL_REF = Path(__file__).parent / "data" / "refer_refcoco_unc_ref0.json"  # sources: data/SOURCES.md
+REF0 = {  # the first ref of RefCOCO's refs(unc).p (tests/data), trimmed to what is read
     "sent_ids": [0, 1, 2], "file_name": "COCO_train2014_000000581857_16.jpg", "ann_id": 1719310,
     "ref_id": 0, "image_id": 581857, "split": "train", "category_id": 1,
     "sentences": [{"tokens": ["lady", "with", "back", "to", "us"], "raw": "lady w back to us",
@@ -37,7 +37,7 @@ def test_a_crafted_refs_file_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_real_refs_in_python2_and_python3_pickles_load(tmp_path):
-    ref = json.loads(REAL_REF.read_text()) if REAL_REF.is_file() else REF0
+    ref = json.loads(REAL_REF.read_text())
     (tmp_path / "refs(unc).p").write_bytes(pickle.dumps([ref, {**ref, "ref_id": 1}], protocol=2))
     assert load_refs(tmp_path, "unc") == [ref, {**ref, "ref_id": 1}]
     # Python 2's pickle of [{'raw': 'caf\xe9'}] (a byte str, SHORT_BINSTRING): read as latin-1

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import torch
 from omegaconf import OmegaConf
 
-from lavis_regionvlm.data.ln_prepared import PreparedNarratives
+from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
 from lavis_regionvlm.models import Blip2T5Region
 from lavis_regionvlm.tasks.region_captioning import caption_metrics
 

@@ -48,19 +48,52 @@ def test_stock_load_model_and_preprocess_sees_the_plugin_in_a_fresh_process():
     assert 0 < result["loss"] < float("inf")
 
 
+PLUGIN_NAMES = {
+    "model": ["blip2_t5_region"],
+    "builder": ["localized_narratives", "vg_region", "global_caption", "region_global_mix", "refcoco_ris", "vcr"],
+    "task": ["region_captioning", "zero_shot_ris", "zero_shot_vcr", "captioning_offline"],
+    "processor": ["region_image_train", "region_points"],
+    "runner": ["runner_region"],
+}
+
+
 def test_every_plugin_name_is_in_the_registry_after_import_lavis():
+    """The start-up hook registers every name (through `lavis_regionvlm.registration`) and the
+    project YAMLs' resolvers, in a process that never imports the plugin itself."""
     out = run_python(
-        """
+        f"""
         import json, lavis
         from lavis.common.registry import registry
-        print(json.dumps({
-            "model": registry.get_model_class("blip2_t5_region") is not None,
-            "processors": [registry.get_processor_class(n) is not None
-                           for n in ("region_image_train", "region_points")],
-        }))
+        from omegaconf import OmegaConf
+        names = {PLUGIN_NAMES!r}
+        found = {{kind: [n for n in ns if getattr(registry, f"get_{{kind}}_class")(n) is not None]
+                 for kind, ns in names.items()}}
+        found["resolvers"] = [OmegaConf.has_resolver(n) for n in ("regionvlm_cwd", "regionvlm_data")]
+        print(json.dumps(found))
         """
     )
-    assert json.loads(out) == {"model": True, "processors": [True, True]}
+    assert json.loads(out) == {**PLUGIN_NAMES, "resolvers": [True, True]}
+
+
+def test_importing_a_plugin_module_before_lavis_registers_that_module_without_error():
+    """The hook registers nothing while a plugin module imports lavis (that would import
+    half-initialised plugin modules); the module's own decorators still run, and importing
+    `lavis_regionvlm.registration` then registers the rest."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", textwrap.dedent(
+            """
+            import json, sys
+            import lavis_regionvlm.tasks.zero_shot_ris
+            from lavis.common.registry import registry
+            before = [registry.get_task_class("zero_shot_ris") is not None,
+                      "lavis_regionvlm.registration" in sys.modules]
+            import lavis_regionvlm.registration
+            print(json.dumps(before + [registry.get_builder_class("refcoco_ris") is not None]))
+            """)],
+        capture_output=True, text=True, env=OFFLINE, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [True, False, True]
 
 
 def test_autoload_can_be_switched_off():

@@ -11,7 +11,7 @@ from lavis_regionvlm.regions import text_to_points
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.baselines import baseline_images, crop, mask_box, red_circle
 from lavis_regionvlm.ris.filtering import ProposalFilter, hugs_border
-from lavis_regionvlm.ris.points import image_key, proposal_point_texts
+from lavis_regionvlm.ris.points import proposal_point_texts
 from lavis_regionvlm.ris.proposal_cache import (
     proposal_path,
     read_proposals,
@@ -124,7 +124,10 @@ def test_point_draws_are_seeded_per_image_and_proposal():
     for text in texts[:5]:
         points = text_to_points(text)
         assert len(points) == 10 and (points >= 0.10).all() and (points <= 0.40).all()
-    assert image_key("COCO_1") == image_key("COCO_1") != image_key("COCO_2")
+    named = {name: proposal_point_texts(masks, [0, 5], **{**kwargs, "image_id": name})
+             for name in ("COCO_1", "COCO_2")}  # string image ids seed by their CRC32
+    assert proposal_point_texts(masks, [0, 5], **{**kwargs, "image_id": "COCO_1"}) == named["COCO_1"]
+    assert named["COCO_1"] != named["COCO_2"]
 
 
 def test_dilation_spreads_the_points_beyond_the_mask():

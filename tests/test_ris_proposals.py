@@ -19,7 +19,7 @@ GENERATOR = {"points_per_side": 3, "pred_iou_thresh": 0.0, "stability_score_thre
 @pytest.fixture(scope="module")
 def refcoco(tmp_path_factory):
     """A small synthetic RefCOCO: 10 held-out images over val/testA/testB."""
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     generate_synthetic_dataset(out, num_images=50, val_fraction=0.2)

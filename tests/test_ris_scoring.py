@@ -10,7 +10,7 @@ from lavis_regionvlm.ris.baselines import baseline_images
 from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.points import proposal_point_texts
-from lavis_regionvlm.ris.random_model import build_random_model
+from lavis_regionvlm.models.random_model import build_random_model
 from lavis_regionvlm.ris.scoring import naive_expression_nll, point_text_nll, region_rows_nll
 
 TEXTS = [

@@ -52,7 +52,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def data(tmp_path_factory):
     """Synthetic RefCOCO (10 held-out images) and a proposal cache per held-out image: every
     annotated shape (the true masks), a whole-image mask (hugs the border) and a 2x2 speck."""
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 
     root = tmp_path_factory.mktemp("ris")
     generate_synthetic_dataset(root / "synthetic", num_images=50, val_fraction=0.2)

@@ -80,7 +80,7 @@ def test_trained_tiny_model_picks_the_true_mask_far_more_often_than_chance(tmp_p
     from lavis.common.registry import registry
     from lavis.processors.blip_processors import BlipCaptionProcessor, BlipImageEvalProcessor
 
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
     from lavis_regionvlm.models import Blip2T5Region
 
     generate_synthetic_dataset(tmp_path / "synthetic", num_images=600, val_fraction=0.1)

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
-from lavis_regionvlm.data.synthetic.__main__ import main as cli_main
-from lavis_regionvlm.data.synthetic.scene import DOT_COLOUR, DOT_RGB, PALETTE
+from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
+from lavis_regionvlm.preparation.synthetic.__main__ import main as cli_main
+from lavis_regionvlm.preparation.synthetic.scene import DOT_COLOUR, DOT_RGB, PALETTE
 
 COLOURS = {**PALETTE, DOT_COLOUR: DOT_RGB}
 NUM_IMAGES = 24

@@ -205,7 +205,7 @@ def test_each_recipe_trains_at_tiny_scale_on_cpu(workdir, recipe):
     from lavis.common.config import Config
     from lavis.common.registry import registry
 
-    import lavis_regionvlm  # noqa: F401  (registers the model)
+    import lavis_regionvlm.registration  # noqa: F401  (registers the model)
 
     model_cfg = Config.build_model_config(OmegaConf.load(config)).model  # the model YAML under the project's keys
     initial = registry.get_model_class(model_cfg.arch).from_config(model_cfg).state_dict()
@@ -220,7 +220,7 @@ def test_train_yaml_is_the_authors_recipe_and_the_variant_is_ours(monkeypatch):
 
     from lavis.common.config import Config
 
-    import lavis_regionvlm  # noqa: F401
+    import lavis_regionvlm.registration  # noqa: F401
     from lavis_regionvlm.tasks.region_captioning import RegionCaptioningTask
 
     monkeypatch.setenv("PWD", "/tmp")

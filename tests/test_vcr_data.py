@@ -16,7 +16,7 @@ from lavis_regionvlm.vcr.prompt import ObjectSlot, PromptLayout, prompt_text
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 
     root = tmp_path_factory.mktemp("vcr_data") / "synthetic"
     generate_synthetic_dataset(root, num_images=24, val_fraction=0.25)

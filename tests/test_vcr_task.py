@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 
     root = tmp_path_factory.mktemp("vcr_task") / "synthetic"
     generate_synthetic_dataset(root, num_images=24, val_fraction=0.25)
@@ -28,7 +28,7 @@ def synthetic(tmp_path_factory):
 def datasets(synthetic):
     from lavis.common.registry import registry
 
-    import lavis_regionvlm.vcr.builder  # noqa: F401
+    import lavis_regionvlm.datasets.vcr_builder  # noqa: F401
 
     cfg = OmegaConf.create({
         "data_type": "images",

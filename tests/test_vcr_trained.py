@@ -25,7 +25,7 @@ def test_trained_tiny_model_ranks_vcr_colour_answers_above_chance(tmp_path, tiny
     from lavis.processors.blip_processors import BlipImageEvalProcessor
 
     import lavis_regionvlm.tasks  # noqa: F401
-    from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+    from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
     from lavis_regionvlm.models import Blip2T5Region
     from lavis_regionvlm.regions import Region
     from lavis_regionvlm.vcr.metrics import vcr_accuracies

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from lavis_regionvlm.cli.main import EXIT_FAILED, EXIT_OK, PROG, CliError, generate_kwargs
+from lavis_regionvlm.cli.common import EXIT_FAILED, EXIT_OK, PROG, CliError, generate_kwargs
 from lavis_regionvlm.interactive.chat import Chat, ChatError
 from lavis_regionvlm.regions import RegionError
 from lavis_regionvlm.regions.region_input import read_region, region_json

@@ -33,25 +33,25 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
+import lavis_regionvlm.registration  # noqa: F401  (every plugin name and the YAML resolvers)
+from lavis_regionvlm.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    CliError,
+    generate_kwargs,
+)
 from lavis_regionvlm.demo.server import add_demo_arguments
 from lavis_regionvlm.interactive.chat import LAYOUTS, RELEASED
 from lavis_regionvlm.interactive.predictor import ASK_PROMPT
 from lavis_regionvlm.projects.__main__ import add_arguments as add_project_arguments
 from lavis_regionvlm.projects.__main__ import run as run_projects
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
-PROG = "regionvlm"
 
 _PREDICTORS: dict[tuple, Any] = {}  # loaded models, reused by in-process calls of main()
-
-
-class CliError(Exception):
-    """An error to report on stderr with an exit code (2: bad arguments or inputs)."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE):
-        super().__init__(message)
-        self.code = code
 
 
 # ---------------------------------------------------------------------- arguments
@@ -331,15 +331,6 @@ def load_predictor(args):
         return _PREDICTORS[key].with_settings(seed=args.seed, num_points=args.num_points, quantize=args.quantize)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-
-
-def generate_kwargs(args) -> dict:
-    kwargs = {}
-    if getattr(args, "num_beams", None) is not None:
-        kwargs["num_beams"] = args.num_beams
-    if getattr(args, "max_new_tokens", None) is not None:
-        kwargs["max_new_tokens"] = args.max_new_tokens
-    return kwargs
 
 
 # ---------------------------------------------------------------------- commands

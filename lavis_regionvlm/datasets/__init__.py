@@ -1,7 +1,7 @@
 """Training datasets registered with LAVIS.
 
 Builders: `localized_narratives` (image and video LN, prepared by
-`python -m lavis_regionvlm.data.prepare_ln`), `vg_region` (Visual Genome regions),
+`python -m lavis_regionvlm.preparation.prepare_ln`), `vg_region` (Visual Genome regions),
 `global_caption` (COCO-captions JSON and webdataset shards) and `region_global_mix` (region
 and global data at a fixed ratio per batch). Every training sample has the keys `image`,
 `region_text` (point text, "" for a global pair), `text_input` (T5 prompt, "") and

@@ -7,7 +7,6 @@ so LAVIS's `ConcatDataset.collater` (which keeps the keys all samples share) kee
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -15,22 +14,14 @@ from typing import Any
 import numpy as np
 from lavis.datasets.datasets.base_dataset import BaseDataset
 
-from lavis_regionvlm.data.skips import format_counts
+from lavis_regionvlm.common.seeding import seeded_rng
 from lavis_regionvlm.datasets.loading import SampleError
+from lavis_regionvlm.preparation.skips import format_counts
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_KEYS = ("image", "region_text", "text_input", "text_output")
 MAX_SUBSTITUTES = 20
-
-
-def seeded_rng(seed: int, name: str, *keys: int) -> np.random.Generator:
-    """The plugin's one seeding scheme: a generator fixed by (seed, name, keys...).
-
-    Datasets use keys (epoch, index) for what changes every epoch and (index,) for what is
-    drawn once; the name keeps datasets (and the mixture) on streams of their own.
-    """
-    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8")), *keys])
 
 
 class SkippingDataset(BaseDataset):

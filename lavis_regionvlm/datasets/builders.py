@@ -16,7 +16,7 @@ from lavis.datasets.builders.base_dataset_builder import BaseDatasetBuilder, loa
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from lavis_regionvlm.data.ln_prepared import read_meta
+from lavis_regionvlm.preparation.ln_prepared import read_meta
 from lavis_regionvlm.datasets.config import (
     ConfigError,
     SamplingConfig,
@@ -95,7 +95,7 @@ def _check_keys(entry: dict[str, Any], allowed: set[str], where: str) -> None:
 
 @registry.register_builder("localized_narratives")
 class LocalizedNarrativesBuilder(LocalDataBuilder):
-    """Image and video Localized Narratives, prepared by `python -m lavis_regionvlm.data.prepare_ln`."""
+    """Image and video Localized Narratives, prepared by `python -m lavis_regionvlm.preparation.prepare_ln`."""
 
     name = "localized_narratives"
     DATASET_CONFIG_DICT = {"default": config_path("datasets/localized_narratives.yaml")}

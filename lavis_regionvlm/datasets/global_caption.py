@@ -11,8 +11,8 @@ from typing import Any, Optional, Union
 import numpy as np
 from PIL import Image
 
-from lavis_regionvlm.data.records import StringTable
-from lavis_regionvlm.data.skips import merge_counts
+from lavis_regionvlm.preparation.records import StringTable
+from lavis_regionvlm.preparation.skips import merge_counts
 from lavis_regionvlm.datasets.base import SkippingDataset
 from lavis_regionvlm.datasets.loading import open_rgb, read_json
 from lavis_regionvlm.datasets.tar_shards import TarShards

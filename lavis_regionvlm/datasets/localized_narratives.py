@@ -7,21 +7,21 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lavis_regionvlm.data.ln_prepared import PreparedNarratives
-from lavis_regionvlm.data.narratives import index_rule
-from lavis_regionvlm.data.skips import merge_counts
+from lavis_regionvlm.preparation.ln_prepared import PreparedNarratives
+from lavis_regionvlm.preparation.narratives import index_rule
+from lavis_regionvlm.preparation.skips import merge_counts
 from lavis_regionvlm.datasets.config import SamplingConfig
 from lavis_regionvlm.datasets.region import RegionDataset, RegionRecord
 from lavis_regionvlm.regions import Region
 
 
 class LocalizedNarrativesDataset(RegionDataset):
-    """The samples of several prepared folders (see `lavis_regionvlm.data.prepare_ln`), in order.
+    """The samples of several prepared folders (see `lavis_regionvlm.preparation.prepare_ln`), in order.
 
     A sample's region is the phrase's stored trace points (up to 20, time order). With
     `sampling.stored_points` (released) they are first repeated or subsampled to that count by
     the released index rule; K of them are drawn at load time, kept in time order
-    ("random_sorted"). A record is one narrative (see `lavis_regionvlm.data.ln_prepared`).
+    ("random_sorted"). A record is one narrative (see `lavis_regionvlm.preparation.ln_prepared`).
     Only the folders' offsets are held in memory; samples are read when used.
     """
 

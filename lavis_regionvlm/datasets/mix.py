@@ -34,7 +34,8 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 from torch.utils.data.dataloader import default_collate
 
-from lavis_regionvlm.datasets.base import SAMPLE_KEYS, seeded_rng
+from lavis_regionvlm.common.seeding import seeded_rng
+from lavis_regionvlm.datasets.base import SAMPLE_KEYS
 
 NAME = "region_global_mix"
 

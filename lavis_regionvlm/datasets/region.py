@@ -7,8 +7,8 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 from PIL import Image
 
-from lavis_regionvlm.data.narratives import index_rule
-from lavis_regionvlm.data.skips import format_counts
+from lavis_regionvlm.preparation.narratives import index_rule
+from lavis_regionvlm.preparation.skips import format_counts
 from lavis_regionvlm.datasets.base import SkippingDataset
 from lavis_regionvlm.datasets.config import ConfigError, SamplingConfig
 from lavis_regionvlm.datasets.loading import open_rgb

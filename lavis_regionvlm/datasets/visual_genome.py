@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lavis_regionvlm.data.records import StringTable
+from lavis_regionvlm.preparation.records import StringTable
 from lavis_regionvlm.datasets.config import SamplingConfig
 from lavis_regionvlm.datasets.loading import read_json
 from lavis_regionvlm.datasets.region import RegionDataset, RegionRecord

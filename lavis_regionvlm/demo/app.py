@@ -48,6 +48,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lavis_regionvlm.common.overlay import mask_overlay
 from lavis_regionvlm.demo.guard import LOCAL_HOSTS, Guard
 from lavis_regionvlm.demo.limits import RequestLimits, TokenCounter
 from lavis_regionvlm.demo.sam_clicks import ClickPrompt
@@ -59,7 +60,6 @@ from lavis_regionvlm.regions import Region
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.regions.region_input import read_region
 from lavis_regionvlm.ris.pipeline import RisOptions
-from lavis_regionvlm.ris.segment import overlay as mask_overlay
 from lavis_regionvlm.ris.segment import segment as segment_image
 
 __all__ = ["create_app", "DemoConfig"]

@@ -161,7 +161,7 @@ class RegionPredictor:
         from lavis.models import load_preprocess
         from omegaconf import OmegaConf
 
-        import lavis_regionvlm  # noqa: F401  (registers the model)
+        import lavis_regionvlm.registration  # noqa: F401  (registers the model)
         from lavis_regionvlm.models.region_core import RegionBlip2
 
         model_cls = registry.get_model_class(name)

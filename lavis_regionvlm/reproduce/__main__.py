@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from lavis_regionvlm.config_resolvers import register_resolvers
 from lavis_regionvlm.projects import projects_dir
 from lavis_regionvlm.reproduce import estimate
 from lavis_regionvlm.reproduce.inputs import (README_SECTION, Inspection, Missing, check_model, check_sam,
@@ -172,6 +173,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as exc:  # argparse printed the usage and the error (or --help)
         return int(exc.code or 0)
     err = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    register_resolvers()  # the project YAMLs use ${regionvlm_data:...} and ${regionvlm_cwd:...}
     try:
         settings = resolve_arguments(args)
         paper = load_paper_tables()

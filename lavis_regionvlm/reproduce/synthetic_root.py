@@ -3,7 +3,7 @@
     python -m lavis_regionvlm.reproduce.synthetic_root --out DIR [--num-images 20] [--seed 0]
         [--shape-proposals refcoco+ refcocog]
 
-The synthetic generator (`lavis_regionvlm.data.synthetic`) writes RefCOCO (REFER) and VCR;
+The synthetic generator (`lavis_regionvlm.preparation.synthetic`) writes RefCOCO (REFER) and VCR;
 this copies them into place and writes, from the same held-out scenes, every other format the
 evaluations read:
 - refer/refcoco+ : the RefCOCO files again (same UNC layout);
@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lavis_regionvlm.data.synthetic import generate_synthetic_dataset
+from lavis_regionvlm.preparation.synthetic import generate_synthetic_dataset
 
 VQA_INFO = {"info": {}, "task_type": "Open-Ended", "data_type": "mscoco", "data_subtype": "val2014", "license": {}}
 

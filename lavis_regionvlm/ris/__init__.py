@@ -4,7 +4,8 @@
 - `proposals` (command), `sam`, `proposal_cache`: SAM proposals cached per image as COCO RLE.
 - `filtering`, `points`, `scoring`, `baselines`, `pipeline`: rank proposals per expression.
 - `metrics`, `results`: IoU, mIoU, oIoU, precision@t; merging ranks.
-- `dataset`, `builder`: the `refcoco_ris` LAVIS dataset (one item per image).
+- `dataset`: the `refcoco_ris` LAVIS dataset (one item per image); its builder is
+  `lavis_regionvlm.datasets.refcoco_ris_builder`.
 - `segment`: the single-image path (image + expression -> mask, scores, overlay).
 The LAVIS task is `lavis_regionvlm.tasks.zero_shot_ris` (`zero_shot_ris`).
 """

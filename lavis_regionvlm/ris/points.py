@@ -6,19 +6,12 @@ or which other proposals survived the filter.
 """
 from __future__ import annotations
 
-import zlib
 from typing import Sequence
 
 import numpy as np
 
+from lavis_regionvlm.common.seeding import seeded_rng
 from lavis_regionvlm.regions import Region, points_to_text
-
-
-def image_key(image_id: int | str) -> int:
-    """A non-negative int for an image id: the id itself, or the CRC32 of a string id."""
-    if isinstance(image_id, (int, np.integer)) and image_id >= 0:
-        return int(image_id)
-    return zlib.crc32(str(image_id).encode("utf-8"))
 
 
 def proposal_point_texts(
@@ -54,7 +47,7 @@ def proposal_point_texts(
         region = Region.from_mask(mask)
         if dilation_px:
             region = region.dilate(dilation_px)
-        rng = np.random.default_rng([seed, image_key(image_id), int(proposal_id)])
+        rng = seeded_rng(seed, image_id, int(proposal_id))
         for points in region.sample_point_draws(num_points, draws, rng, pixel_coords=pixel_coords):
             texts.append(points_to_text(points, quantize=quantize))
     return texts

@@ -41,8 +41,9 @@ import numpy as np
 from omegaconf import OmegaConf
 from PIL import Image
 
+from lavis_regionvlm.common.progress import Progress
+from lavis_regionvlm.config_resolvers import register_resolvers
 from lavis_regionvlm.paths import resolve_path
-from lavis_regionvlm.ris.progress import Progress
 from lavis_regionvlm.ris.proposal_cache import (
     RUN_CONFIG,
     image_fingerprint,
@@ -146,6 +147,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, int]:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sam.device=cuda")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    register_resolvers()  # the config may use ${regionvlm_data:...}
     config: dict[str, Any] = OmegaConf.to_container(
         OmegaConf.merge(OmegaConf.load(args.config), OmegaConf.from_dotlist(args.overrides)), resolve=True
     )

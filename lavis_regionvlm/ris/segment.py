@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lavis_regionvlm.common.overlay import mask_overlay
 from lavis_regionvlm.image_io import ImageInputError, load_image
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.expression import ris_expression
@@ -97,15 +98,6 @@ def segment(
     )
 
 
-def overlay(image: Image.Image, mask: Optional[np.ndarray], alpha: float = 0.5,
-            colour: tuple[int, int, int] = (255, 0, 0)) -> Image.Image:
-    """The image with the mask painted in `colour` at opacity `alpha` (unchanged without a mask)."""
-    pixels = np.asarray(image.convert("RGB")).astype(np.float32)
-    if mask is not None:
-        pixels[mask] = (1 - alpha) * pixels[mask] + alpha * np.asarray(colour, np.float32)
-    return Image.fromarray(pixels.round().astype(np.uint8))
-
-
 def save_result(result: SegmentResult, image: Image.Image, out_dir: str | Path) -> dict[str, Path]:
     """Write mask.png, mask_rle.json and overlay.png into `out_dir`; returns their paths."""
     out_dir = Path(out_dir)
@@ -114,7 +106,7 @@ def save_result(result: SegmentResult, image: Image.Image, out_dir: str | Path) 
     mask = result.mask if result.mask is not None else np.zeros((image.height, image.width), bool)
     Image.fromarray(mask.astype(np.uint8) * 255).save(paths["mask"])
     paths["rle"].write_text(json.dumps(result.to_json(), indent=1))
-    overlay(image, result.mask).save(paths["overlay"])
+    mask_overlay(image, result.mask).save(paths["overlay"])
     return paths
 
 
@@ -137,6 +129,8 @@ def main(argv: Optional[list[str]] = None) -> SegmentResult:
     """Command line: load the model, get proposals, segment, write the outputs."""
     from lavis.models import load_model_and_preprocess
     from omegaconf import OmegaConf
+
+    import lavis_regionvlm.registration  # noqa: F401  (the model names and the YAML resolvers)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", required=True)

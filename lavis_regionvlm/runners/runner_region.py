@@ -1,7 +1,8 @@
 """`runner_region`: LAVIS's `RunnerBase` made to run on CPU (gloo) as on GPU, and to
 resume mid-epoch with nothing lost.
 
-What it changes, and why (DESIGN.md section 4):
+What it changes, and why (LAVIS 1.0.2's `RunnerBase` assumes CUDA, and its resume loads
+strictly although checkpoints hold the trainable weights only):
 - the `model` property returns the (DDP-wrapped) model also when the model is already
   on the run device (the base returns None then), and gives DDP `device_ids` only on GPU;
 - loaders skip `PrefetchLoader` (CUDA streams) on CPU, and the train loader is a

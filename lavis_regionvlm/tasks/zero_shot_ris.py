@@ -36,12 +36,11 @@ from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
 from PIL import Image
 
-import lavis_regionvlm.ris.builder  # noqa: F401  (registers the refcoco_ris dataset builder)
+from lavis_regionvlm.common.progress import Progress
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.metrics import intersection_union, iou, summarize
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
-from lavis_regionvlm.ris.progress import Progress
 from lavis_regionvlm.ris.proposal_cache import ProposalFileError, write_json_atomic
 from lavis_regionvlm.ris.refer import segmentation_mask
 from lavis_regionvlm.ris.results import merge_rank_results

@@ -49,7 +49,6 @@ import torch
 from lavis.common.registry import registry
 from lavis.tasks.base_task import BaseTask
 
-import lavis_regionvlm.vcr.builder  # noqa: F401  (registers the `vcr` dataset builder)
 from lavis_regionvlm.tasks.results import append_metrics, merged_results
 from lavis_regionvlm.datasets.config import ConfigError
 from lavis_regionvlm.vcr.choose import RANK_SCORES, generate_choices, rank_choices

@@ -8,7 +8,8 @@
 - `choose`: pick one of four choices by generation (as released: 5 beams, 30 new tokens, the
   first number parsed, none = choice 1) or by LM ranking.
 - `metrics`: Q->A, QA->R and Q->AR accuracies.
-- `dataset`, `builder`: the `vcr` LAVIS dataset builder. The task is `zero_shot_vcr`.
+- `dataset`: the `vcr` LAVIS dataset; its builder is `lavis_regionvlm.datasets.vcr_builder`.
+  The task is `zero_shot_vcr`.
 """
 from lavis_regionvlm.vcr.data import (  # noqa: F401
     VcrExample, join_tokens, load_examples, mention, object_region, render_tokens,

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from lavis_regionvlm.common.seeding import seeded_rng
 from lavis_regionvlm.regions import Region, RegionError
 
 Token = Union[str, Sequence[int]]
@@ -173,8 +173,9 @@ def object_region(metadata: dict, object_id: int) -> Region:
 
 
 def object_seed(seed: int, annot_id: str, object_id: int) -> np.random.Generator:
-    """The generator for one (question, object): same points every run, on every rank."""
-    return np.random.default_rng([int(seed), zlib.crc32(str(annot_id).encode()), int(object_id)])
+    """The generator for one (question, object): same points every run, on every rank
+    (`seeded_rng(seed, annotation id as text, object index)`)."""
+    return seeded_rng(int(seed), str(annot_id), int(object_id))
 
 
 def region_texts(regions: dict, annot_id: str, num_points: int, quantize: str, seed: int = 0) -> dict:

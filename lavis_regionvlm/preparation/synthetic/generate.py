@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lavis_regionvlm.common.seeding import seeded_rng
+
 from . import ln, refcoco, vcr, vg, vidln
 from .scene import MIN_IMAGE_SIZE, Scene, make_scene
 from .writers import encode, write_bytes, write_json, write_jsonl, write_pickle
@@ -38,8 +40,8 @@ IMAGE_TEMPLATES = {  # file of an image relative to its root in FILES (str.forma
 
 
 def _stream(seed: int, *key: int) -> np.random.Generator:
-    """An independent random stream for (seed, *key)."""
-    return np.random.default_rng([seed, *key])
+    """An independent random stream for (seed, *key) (`common.seeding.seeded_rng`)."""
+    return seeded_rng(seed, *key)
 
 
 def split_sizes(num_images: int, val_fraction: float) -> tuple[int, int]:

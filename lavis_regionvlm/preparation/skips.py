@@ -5,7 +5,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 # What each kind means and what is dropped. Prepare-time kinds are counted by
-# `lavis_regionvlm.data.prepare_ln`; the rest by the datasets while they build or load.
+# `lavis_regionvlm.preparation.prepare_ln`; the rest by the datasets while they build or load.
 SKIP_KINDS: dict[str, str] = {
     "malformed_json": "a line that is not a JSON object (the line is skipped)",
     "missing_keys": "a required key is absent (the record, actor narrative or region is skipped)",

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lavis_regionvlm.data.records import IndexedJsonl
+from lavis_regionvlm.preparation.records import IndexedJsonl
 
 FORMAT = "regionvlm-localized-narratives"
 VERSION = 2
@@ -55,7 +55,7 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         state = "has no meta.json (preparation did not finish)" if folder.is_dir() else "does not exist"
         raise FileNotFoundError(
-            f"{folder} {state}; make it with python -m lavis_regionvlm.data.prepare_ln "
+            f"{folder} {state}; make it with python -m lavis_regionvlm.preparation.prepare_ln "
             f"--input RAW.jsonl [...] --images IMAGE_ROOT --output {folder}"
         )
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -78,7 +78,7 @@ def missing_images_hint(meta: dict[str, Any]) -> str:
         f"prepare_ln kept {meta.get('num_samples')} samples and dropped {drops}; images were looked "
         f"for under {meta.get('images')}{tried}. Check --images (the folder holding the files, or "
         f"the one above the split folders) and --image-template (default: chosen per dataset_id, "
-        f"see lavis_regionvlm/data/ln_layouts.py), then prepare again"
+        f"see lavis_regionvlm/preparation/ln_layouts.py), then prepare again"
     )
 
 

@@ -1,6 +1,6 @@
 """Prepare raw Localized Narratives JSONL (image or video) for training.
 
-    python -m lavis_regionvlm.data.prepare_ln --input A.jsonl [B.jsonl ...] --images IMAGE_ROOT \
+    python -m lavis_regionvlm.preparation.prepare_ln --input A.jsonl [B.jsonl ...] --images IMAGE_ROOT \
         --output DIR [--image-template TEMPLATE ...] [--captions-out CAPTIONS.json] [--workers N] \
         [--video-mode subject|phrases] [--max-missing-fraction F]
 
@@ -17,7 +17,7 @@ frames ``.jpg`` then ``.png``); several ``--image-template`` are tried in the or
 ``--video-mode`` (video LN only):
 ``subject`` (default, as released: one sample per actor and keyframe, the whole caption with the
 points of the subject's words) or ``phrases`` (ours: the caption split into phrases like an
-image narrative); see `lavis_regionvlm.data.narratives`.
+image narrative); see `lavis_regionvlm.preparation.narratives`.
 
 Writes DIR (see `ln_prepared`), prints and stores (in DIR/meta.json) the skip counts by kind
 and the templates that found the images. Samples whose image file is missing are dropped and
@@ -44,11 +44,11 @@ from typing import Any
 
 import numpy as np
 
-from lavis_regionvlm.data import ln_prepared
-from lavis_regionvlm.data.ln_layouts import candidate_templates
-from lavis_regionvlm.data.narratives import MAX_STORED_POINTS, VIDEO_MODES, parse_narrative
-from lavis_regionvlm.data.records import IndexedJsonlWriter
-from lavis_regionvlm.data.skips import format_counts
+from lavis_regionvlm.preparation import ln_prepared
+from lavis_regionvlm.preparation.ln_layouts import candidate_templates
+from lavis_regionvlm.preparation.narratives import MAX_STORED_POINTS, VIDEO_MODES, parse_narrative
+from lavis_regionvlm.preparation.records import IndexedJsonlWriter
+from lavis_regionvlm.preparation.skips import format_counts
 
 _CHUNK_LINES = 512
 MAX_MISSING_FRACTION = 0.05

@@ -12,7 +12,7 @@ square, triangle). From the same scenes it writes, under `out_dir` (see generate
   vcr/{train,val,test}.jsonl, vcr/vcr1images/synthetic/{image_id:012d}.{jpg,json}
 
 Usage: generate_synthetic_dataset(out_dir, num_images=..., image_size=64, seed=0,
-val_fraction=0.2), or `python -m lavis_regionvlm.data.synthetic --out DIR`.
+val_fraction=0.2), or `python -m lavis_regionvlm.preparation.synthetic --out DIR`.
 """
 
 from .generate import generate_synthetic_dataset

@@ -1,6 +1,6 @@
-"""Prepare the Localized Narratives of a synthetic dataset (`lavis_regionvlm.data.synthetic`).
+"""Prepare the Localized Narratives of a synthetic dataset (`lavis_regionvlm.preparation.synthetic`).
 
-    python -m lavis_regionvlm.data.prepare_synthetic --root DIR [--workers N]
+    python -m lavis_regionvlm.preparation.prepare_synthetic --root DIR [--workers N]
 
 Reads DIR/manifest.json for the file layout and writes, with `prepare_ln`:
   DIR/prepared/ln_train/         image LN, train split
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lavis_regionvlm.data.prepare_ln import prepare_ln
-from lavis_regionvlm.data.skips import format_counts
+from lavis_regionvlm.preparation.prepare_ln import prepare_ln
+from lavis_regionvlm.preparation.skips import format_counts
 
 PREPARED = "prepared"
 
@@ -45,7 +45,7 @@ def prepare_synthetic(root: str | Path, workers: int = 1) -> dict[str, dict[str,
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry: prepare and print the counts."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="folder written by python -m lavis_regionvlm.data.synthetic")
+    parser.add_argument("--root", required=True, help="folder written by python -m lavis_regionvlm.preparation.synthetic")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     for name, meta in prepare_synthetic(args.root, args.workers).items():

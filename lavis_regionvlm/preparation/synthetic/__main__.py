@@ -1,4 +1,4 @@
-"""CLI: python -m lavis_regionvlm.data.synthetic --out DIR [--num-images N] [--seed S] [--image-size P]."""
+"""CLI: python -m lavis_regionvlm.preparation.synthetic --out DIR [--num-images N] [--seed S] [--image-size P]."""
 
 from __future__ import annotations
 
