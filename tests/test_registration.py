@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -94,6 +96,27 @@ def test_importing_a_plugin_module_before_lavis_registers_that_module_without_er
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [True, False, True]
+
+
+@pytest.mark.parametrize("first", ["from lavis_regionvlm.models.region_core import RegionBlip2",
+                                   "from lavis_regionvlm.interactive import RegionPredictor",
+                                   "import lavis"])
+def test_load_model_and_preprocess_works_whatever_was_imported_first(first):
+    """A plugin module imported before LAVIS makes the hook register nothing; building a region
+    model registers the rest, so LAVIS finds the processors its config names (on the merge of the
+    layout work, the first two orders failed: `'NoneType' object has no attribute 'from_config'`)."""
+    out = run_python(
+        f"""
+        import json
+        {first}
+        from lavis.common.registry import registry
+        from lavis.models import load_model_and_preprocess
+        model, vis, txt = load_model_and_preprocess("blip2_t5_region", "tiny", is_eval=True)
+        print(json.dumps([type(model).__name__, type(vis["train"]).__name__,
+                          registry.get_task_class("zero_shot_ris") is not None]))
+        """
+    )
+    assert json.loads(out) == ["Blip2T5Region", "RegionImageTrainProcessor", True]
 
 
 def test_autoload_can_be_switched_off():

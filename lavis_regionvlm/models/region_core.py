@@ -607,6 +607,11 @@ class RegionBlip2(Blip2Base, abc.ABC):
         `text_branch_pretrained` and LAVIS's `load_pretrained`/`pretrained`,
         `load_finetuned`/`finetuned`.
         """
+        # The config's `preprocess` names the plugin's processors, which LAVIS looks up right
+        # after this: make sure every plugin name is registered, also when a plugin module (not
+        # LAVIS) was imported first and the start-up hook therefore registered nothing.
+        import lavis_regionvlm.registration  # noqa: F401
+
         kwargs = {name: cfg.get(name) for name in cls.config_arguments() if cfg.get(name) is not None}
         if cfg.get("image_size") is not None:
             kwargs["img_size"] = cfg.get("image_size")
