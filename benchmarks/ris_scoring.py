@@ -58,8 +58,8 @@ def point_texts(model, proposals: int, draws: int, seed: int = 0) -> list[str]:
         mask = np.zeros((100, 100), bool)
         mask[y : y + h, x : x + w] = True
         masks.append(mask)
-    return proposal_point_texts(masks, list(range(proposals)), num_points=model.num_points, draws=draws,
-                                seed=seed, image_id=0, quantize=model.point_quantize)
+    return proposal_point_texts(masks, list(range(proposals)), spec=model.point_spec, draws=draws,
+                                seed=seed, image_id=0)
 
 
 @dataclass

@@ -281,3 +281,15 @@ def test_ask_and_predict_answers_read_a_long_question_alike(random_image, predic
         assert torch.allclose(seen[-2][0], expected, atol=1e-6), limit
         assert torch.allclose(seen[-1][0], expected, atol=1e-6), limit
         assert asked == answered[0].strip(), limit
+
+
+def test_the_model_owns_the_spec_the_predictor_and_processor_use(tiny_model):
+    from lavis_regionvlm.processors.point_text import RegionPointsProcessor
+    from lavis_regionvlm.regions import PointTextSpec, Region
+
+    assert tiny_model.point_spec == PointTextSpec(num_points=tiny_model.num_points, quantize=tiny_model.point_quantize)
+    predictor = RegionPredictor(tiny_model, lambda image: image, seed=4, quantize="round")
+    assert predictor.point_spec == tiny_model.point_spec.replace(quantize="round")
+    region = Region.from_box([0.1, 0.2, 0.6, 0.7])
+    processor = RegionPointsProcessor(num_points=tiny_model.num_points, quantize="round")
+    assert predictor.region_text(region) == processor(region, 4) == predictor.point_spec.text(region, 4)

@@ -573,3 +573,25 @@ def test_region_input_needs_neither_torch_nor_lavis():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_point_text_spec_is_the_one_way_regions_become_point_text():
+    """Every entry point writes a region through a `PointTextSpec`: the same region, seed and
+    keys give the same text whichever door it comes through."""
+    from lavis_regionvlm.common.seeding import seeded_rng
+    from lavis_regionvlm.regions import PointTextSpec, region_point_text
+
+    region = Region.from_box([0.1, 0.2, 0.6, 0.7])
+    spec = PointTextSpec(num_points=6, quantize="round")
+    assert spec.text(region, 3) == region_point_text(region, 6, 3, quantize="round") == region.to_text(6, 3, quantize="round")
+    keyed = spec.text(region, 3, "val-1", 2)
+    assert keyed == region.to_text(6, seeded_rng(3, "val-1", 2), quantize="round") != spec.text(region, 3)
+    assert spec.draws(region, 3, 3, "val-1", 2)[0] == keyed  # RIS's first draw is the single draw
+    assert len(set(spec.draws(region, 3, 3, "val-1", 2))) == 3
+    assert spec.text("[29 57] [58 14]", 3) == "[29 57] [58 14]"  # point text passes through
+    assert spec.text(None) == spec.text("") == ""
+    assert spec.replace(num_points=None, quantize="floor") == PointTextSpec(num_points=6, quantize="floor")
+    for bad, message in (({"num_points": 0}, "num_points"), ({"quantize": "ceil"}, "quantize")):
+        with pytest.raises(RegionError, match=message):
+            PointTextSpec(**bad)
+

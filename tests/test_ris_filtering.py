@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lavis_regionvlm.regions import text_to_points
+from lavis_regionvlm.regions import PointTextSpec, text_to_points
 from lavis_regionvlm.regions.masks import mask_to_rle
 from lavis_regionvlm.ris.baselines import baseline_images, crop, mask_box, red_circle
 from lavis_regionvlm.ris.filtering import ProposalFilter, hugs_border
@@ -114,7 +114,7 @@ def test_fallback_when_nothing_survives():
 
 def test_point_draws_are_seeded_per_image_and_proposal():
     masks = [box(10, 10, 40, 40), box(60, 60, 90, 90)]
-    kwargs = dict(num_points=10, draws=5, seed=3, image_id=7, quantize="floor")
+    kwargs = dict(spec=PointTextSpec(num_points=10, quantize="floor"), draws=5, seed=3, image_id=7)
     texts = proposal_point_texts(masks, [0, 5], **kwargs)
     assert len(texts) == 10 and len(set(texts)) == 10
     # the same proposal gives the same draws whatever else is scored with it
@@ -132,9 +132,9 @@ def test_point_draws_are_seeded_per_image_and_proposal():
 
 def test_dilation_spreads_the_points_beyond_the_mask():
     mask = box(45, 45, 55, 55)
-    plain = proposal_point_texts([mask], [0], num_points=50, draws=4, seed=0, image_id=1, quantize="floor")
-    grown = proposal_point_texts([mask], [0], num_points=50, draws=4, seed=0, image_id=1, quantize="floor",
-                                 dilation_px=15)
+    spec = PointTextSpec(num_points=50, quantize="floor")
+    plain = proposal_point_texts([mask], [0], spec=spec, draws=4, seed=0, image_id=1)
+    grown = proposal_point_texts([mask], [0], spec=spec, draws=4, seed=0, image_id=1, dilation_px=15)
     plain_points = np.concatenate([text_to_points(t) for t in plain])
     grown_points = np.concatenate([text_to_points(t) for t in grown])
     assert plain_points.min() >= 0.45 and plain_points.max() < 0.55
@@ -192,9 +192,10 @@ def test_proposal_point_texts_use_the_released_pixel_rule_by_default():
         mask = np.zeros((480, 500), bool)
         mask[row, col] = True
         masks.append(mask)
-    kwargs = dict(num_points=2, draws=2, seed=0, image_id=1, quantize="floor")
-    assert proposal_point_texts(masks, [0, 1], **kwargs) == ["[29 3] [29 3]"] * 2 + ["[52 0] [52 0]"] * 2
-    centre = proposal_point_texts(masks, [0, 1], **kwargs, pixel_coords="centre")
+    spec = PointTextSpec(num_points=2, quantize="floor")
+    kwargs = dict(draws=2, seed=0, image_id=1)
+    assert proposal_point_texts(masks, [0, 1], spec=spec, **kwargs) == ["[29 3] [29 3]"] * 2 + ["[52 0] [52 0]"] * 2
+    centre = proposal_point_texts(masks, [0, 1], spec=spec.replace(pixel_coords="centre"), **kwargs)
     assert centre == ["[29 4] [29 4]"] * 2 + ["[53 0] [53 0]"] * 2
 
 

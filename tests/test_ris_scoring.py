@@ -134,8 +134,7 @@ def test_ranking_matches_the_official_loop_for_the_same_points(tiny_model, image
         ranking = rank_proposals(tiny_model, records, EXPRESSIONS, options, image_id=11,
                                  image_embeds=tiny_model.encode_image(image[None]))
         texts = proposal_point_texts(
-            ranking.masks, ranking.proposal_ids, num_points=tiny_model.num_points, draws=2, seed=5,
-            image_id=11, quantize=tiny_model.point_quantize,
+            ranking.masks, ranking.proposal_ids, spec=tiny_model.point_spec, draws=2, seed=5, image_id=11,
         )
         naive = naive_expression_nll(tiny_model, image, texts, EXPRESSIONS)
     naive_scores = naive.view(3, 2, len(EXPRESSIONS)).min(dim=1).values.numpy()

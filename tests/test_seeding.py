@@ -35,10 +35,13 @@ def test_ris_streams_are_the_old_image_key_formula(seed, image_id, proposal_id):
 
 @pytest.mark.parametrize("seed,annot_id,object_id", [(0, "val-0", 0), (0, "train-17", 3), (5, "val-9", 12)])
 def test_vcr_object_streams_are_the_old_crc32_of_the_annotation_id(seed, annot_id, object_id):
-    from lavis_regionvlm.vcr.data import object_seed
+    from lavis_regionvlm.regions import PointTextSpec, Region
+    from lavis_regionvlm.vcr.data import region_texts
 
+    region = Region.from_box([0.1, 0.2, 0.6, 0.7])
     old = np.random.default_rng([int(seed), zlib.crc32(str(annot_id).encode()), int(object_id)])
-    assert draws(object_seed(seed, annot_id, object_id)) == draws(old)
+    spec = PointTextSpec(num_points=10, quantize="floor")
+    assert region_texts({object_id: region}, annot_id, spec, seed)[object_id] == region.to_text(10, old)
 
 
 def test_int_keys_stay_and_other_keys_become_the_crc32_of_their_text():

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from lavis_regionvlm.regions import PointTextSpec
 from lavis_regionvlm.vcr.data import (
     VcrExample, VcrFormatError, load_examples, mention, object_region, referenced_ids, region_texts,
     render_tokens,
@@ -73,9 +74,10 @@ def test_object_region_edge_cases():
 def test_points_are_seeded_per_question_and_object():
     meta = {"boxes": [[0, 0, 20, 20, 1], [10, 10, 30, 30, 1]], "segms": [[], []], "width": 40, "height": 40}
     regions = {0: object_region(meta, 0), 1: object_region(meta, 1)}
-    a = region_texts(regions, "val-3", 10, "floor", seed=0)
-    assert a == region_texts(regions, "val-3", 10, "floor", seed=0)
-    assert a != region_texts(regions, "val-4", 10, "floor", seed=0)
+    spec = PointTextSpec(num_points=10, quantize="floor")
+    a = region_texts(regions, "val-3", spec, seed=0)
+    assert a == region_texts(regions, "val-3", spec, seed=0)
+    assert a != region_texts(regions, "val-4", spec, seed=0)
     assert len(a[0].split("] [")) == 10
 
 

@@ -36,7 +36,7 @@ from lavis_regionvlm import image_io
 from lavis_regionvlm.interactive.attention import AttentionMap, LayerSpec, attention_maps
 from lavis_regionvlm.models.lm import Piece
 from lavis_regionvlm.regions import QUANTIZE_MODES
-from lavis_regionvlm.regions.region_input import is_single_region, region_point_text
+from lavis_regionvlm.regions.region_input import is_single_region
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +126,23 @@ class RegionPredictor:
         self.model = model.eval()
         self.vis_processor = vis_processor
         self.seed = int(seed)
-        self.num_points = int(num_points if num_points is not None else getattr(model, "num_points", 10))
-        self.quantize = quantize if quantize is not None else getattr(model, "point_quantize", "floor")
-        if self.num_points < 1:
-            raise ValueError(f"num_points must be >= 1, got {self.num_points}")
-        if self.quantize not in QUANTIZE_MODES:
-            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {self.quantize!r}")
+        if num_points is not None and (isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1):
+            raise ValueError(f"num_points must be >= 1, got {num_points}")
+        if quantize is not None and quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        self.point_spec = model.point_spec.replace(num_points=num_points, quantize=quantize)  # the model's K and rounding
         self.model_type = model_type
         self._state = _ImageState()
+
+    @property
+    def num_points(self) -> int:
+        """K points per region (`point_spec.num_points`)."""
+        return self.point_spec.num_points
+
+    @property
+    def quantize(self) -> str:
+        """The point text's rounding (`point_spec.quantize`)."""
+        return self.point_spec.quantize
 
     # ------------------------------------------------------------------ building
 
@@ -260,8 +269,8 @@ class RegionPredictor:
 
     def region_text(self, region: Any, what: str = "region") -> str:
         """One region (None or "": whole image) -> its point text ("" for the whole image);
-        point text is returned as given (`regions.region_input.region_point_text`)."""
-        return region_point_text(region, self.num_points, self.seed, quantize=self.quantize, what=what)
+        point text is returned as given (`point_spec.text`, i.e. `regions.region_input.region_point_text`)."""
+        return self.point_spec.text(region, self.seed, what=what)
 
     def region_texts(self, regions: Any) -> list[str]:
         """One region or a list of them (None / "" in it: the whole image) -> list of point texts."""

@@ -39,6 +39,7 @@ from lavis_regionvlm.models.inputs import region_texts_for, validate_samples
 from lavis_regionvlm.models.lean_load import pages_released_after_copy, read_mapped
 from lavis_regionvlm.models.lm.base import RegionLM
 from lavis_regionvlm.models.point_embeddings import PointRowsEmbedding, point_text_token_ids
+from lavis_regionvlm.regions.region_input import PointTextSpec
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +240,12 @@ class RegionBlip2(Blip2Base, abc.ABC):
     @abc.abstractmethod
     def lm(self) -> RegionLM:
         """The language model behind the `RegionLM` interface (a light view, made per call)."""
+
+    @property
+    def point_spec(self) -> PointTextSpec:
+        """How this model's regions are written as point text (K = `num_points`, the
+        `point_quantize` rounding): every entry point writes regions through it."""
+        return PointTextSpec(num_points=int(self.num_points), quantize=self.point_quantize)
 
     # ------------------------------------------------------------------ precision
 

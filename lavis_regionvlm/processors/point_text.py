@@ -4,7 +4,7 @@ Region text is not a caption: this processor turns a region (a `Region`, region 
 an (M, 2) array of relative points, or point text) into the `"[x y] [x y] ..."` string
 the model reads, with the model's K and quantisation, and rejects anything else instead
 of passing it on. Every form but arrays goes through the one reader every entry point
-uses (`lavis_regionvlm.regions.region_input.region_point_text`): point text is checked
+uses (`lavis_regionvlm.regions.region_input.PointTextSpec.text`): point text is checked
 and used as given.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from lavis.processors.base_processor import BaseProcessor
 from omegaconf import OmegaConf
 
 from lavis_regionvlm.regions import points_to_text
-from lavis_regionvlm.regions.region_input import region_point_text
+from lavis_regionvlm.regions.region_input import PointTextSpec
 
 
 @registry.register_processor("region_points")
@@ -29,9 +29,7 @@ class RegionPointsProcessor(BaseProcessor):
 
     def __init__(self, num_points: int = 10, quantize: str = "floor", strategy: str | None = None):
         super().__init__()
-        self.num_points = num_points
-        self.quantize = quantize
-        self.strategy = strategy
+        self.spec = PointTextSpec(num_points=num_points, quantize=quantize, strategy=strategy)
 
     def __call__(self, region, seed=None) -> str:
         """`region`: a Region or region JSON (K points sampled with `seed`), an (M, 2)
@@ -42,8 +40,8 @@ class RegionPointsProcessor(BaseProcessor):
             RegionError: anything that is not a region.
         """
         if isinstance(region, (np.ndarray, list, tuple)):
-            return points_to_text(np.asarray(region, dtype=np.float64), quantize=self.quantize)
-        return region_point_text(region, self.num_points, seed, quantize=self.quantize, strategy=self.strategy)
+            return points_to_text(np.asarray(region, dtype=np.float64), quantize=self.spec.quantize)
+        return self.spec.text(region, seed)
 
     @classmethod
     def from_config(cls, cfg=None):

@@ -10,10 +10,18 @@ from .point_text import (
     text_to_points,
 )
 from .region import STRATEGIES, Region
-from .region_input import RegionInput, is_single_region, read_region, region_json, region_point_text
+from .region_input import (
+    PointTextSpec,
+    RegionInput,
+    is_single_region,
+    read_region,
+    region_json,
+    region_point_text,
+)
 
 __all__ = [
     "PIXEL_COORDS",
+    "PointTextSpec",
     "QUANTIZE_MODES",
     "STRATEGIES",
     "Region",

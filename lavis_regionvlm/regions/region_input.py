@@ -13,18 +13,25 @@ Accepted forms (one region each):
 
 :func:`read_region` keeps what the user gave (a ``Region``, or point text); :func:`region_point_text`
 turns any form into point text; :func:`region_json` writes what ``read_region`` gave in a form it
-reads back. Torch-free (numpy only).
+reads back. :class:`PointTextSpec` is how a model writes regions (K, quantisation, sampling
+strategy, pixel convention) with the plugin's one seed rule; every entry point (processor,
+predictor, chat, demo, CLI, RIS, VCR) turns regions into point text through it. Torch-free
+(numpy only).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from .point_text import PixelCoords, QuantizeMode, RegionError, text_to_points
+from lavis_regionvlm.common.seeding import SeedKey, seeded_rng
+
+from .point_text import PixelCoords, QuantizeMode, RegionError, points_to_text, text_to_points
 from .region import Region, Seed
 
-__all__ = ["POINT_TEXT_KEY", "RegionInput", "is_single_region", "read_region", "region_json", "region_point_text"]
+__all__ = ["POINT_TEXT_KEY", "PointTextSpec", "RegionInput", "is_single_region", "read_region", "region_json",
+           "region_point_text"]
 
 RegionInput = Union[Region, str]
 """What :func:`read_region` returns: a ``Region``, or checked point text (``""``: the whole image)."""
@@ -107,6 +114,52 @@ def region_point_text(
         return read.to_text(num_points, seed, quantize=quantize, strategy=strategy, pixel_coords=pixel_coords)
     except RegionError as exc:
         raise RegionError(f"{what}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class PointTextSpec:
+    """How a model writes a region as point text: the model owns one (`model.point_spec`), and
+    every entry point writes regions through it.
+
+    Attributes:
+        num_points: K points per region.
+        quantize: "floor" (as the released checkpoint) or "round".
+        strategy: the sampling strategy (None: the region kind's default, see ``Region``).
+        pixel_coords: how a mask pixel becomes a relative point (``regions.pixel_points``).
+
+    The seed rule: ``seed`` alone is used as given (an int, a ``numpy.random.Generator`` or
+    None); ``seed`` with ``keys`` draws from ``common.seeding.seeded_rng(seed, *keys)``, a stream
+    of its own for what the keys name (an image and a proposal, a question and an object).
+    """
+
+    num_points: int = 10
+    quantize: QuantizeMode = "floor"
+    strategy: Optional[str] = None
+    pixel_coords: PixelCoords = "corner_float32"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_points, bool) or not isinstance(self.num_points, int) or self.num_points < 1:
+            raise RegionError(f"num_points must be an int >= 1, got {self.num_points!r}")
+        if self.quantize not in ("floor", "round"):
+            raise RegionError(f"quantize must be 'floor' or 'round', got {self.quantize!r}")
+
+    def replace(self, **changes: Any) -> "PointTextSpec":
+        """A copy with some fields changed (None values leave a field as it is)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def text(self, region: Any, seed: Seed = None, *keys: SeedKey, what: str = "region") -> str:
+        """Any accepted region form -> point text (:func:`region_point_text` with this spec)."""
+        rng = seeded_rng(seed, *keys) if keys else seed
+        return region_point_text(region, self.num_points, rng, quantize=self.quantize, strategy=self.strategy,
+                                 pixel_coords=self.pixel_coords, what=what)
+
+    def draws(self, region: Region, count: int, seed: int, *keys: SeedKey) -> list[str]:
+        """``count`` point texts of one region from one stream (the first equals ``text`` with
+        the same seed and keys): RIS scores several draws per proposal."""
+        rng = seeded_rng(seed, *keys) if keys else seed
+        return [points_to_text(points, quantize=self.quantize)
+                for points in region.sample_point_draws(self.num_points, count, rng, strategy=self.strategy,
+                                                        pixel_coords=self.pixel_coords)]
 
 
 def region_json(region: RegionInput) -> dict[str, Any]:

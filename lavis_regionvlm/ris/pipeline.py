@@ -110,12 +110,10 @@ def rank_proposals(
         if image_embeds is None:
             raise ValueError("the points method needs image_embeds from model.encode_image")
         draws = options.draws
-        num_points = options.num_points if options.num_points is not None else model.num_points
-        texts = proposal_point_texts(
-            masks, proposal_ids, num_points=num_points, draws=draws, seed=options.seed,
-            image_id=image_id, quantize=options.quantize or model.point_quantize,
-            dilation_px=options.dilation_px, pixel_coords=options.pixel_coords,
-        )
+        spec = model.point_spec.replace(num_points=options.num_points, quantize=options.quantize,
+                                        pixel_coords=options.pixel_coords)
+        texts = proposal_point_texts(masks, proposal_ids, spec=spec, draws=draws, seed=options.seed,
+                                     image_id=image_id, dilation_px=options.dilation_px)
         nll = point_text_nll(model, image_embeds, texts, expressions, options.token_budget)
     else:
         if raw_image is None or vis_processor is None:

@@ -121,8 +121,7 @@ class ZeroShotVCRTask(BaseTask):
                      regions: list[dict]) -> list[dict]:
         """Per question {object id: (N, D) soft prompt} for every object its prompts can name
         (`PromptLayout.candidate_objects`); one Q-Former call for the batch."""
-        k = self.num_points or model.num_points
-        quantize = self.point_quantize or model.point_quantize
+        spec = model.point_spec.replace(num_points=self.num_points, quantize=self.point_quantize)
         keys, texts, rows = [], [], []
         for row, (example, objects) in enumerate(zip(examples, regions)):
             wanted = [] if self.layout.layout == "text_only" else self.layout.candidate_objects(example)
@@ -131,7 +130,7 @@ class ZeroShotVCRTask(BaseTask):
                 raise VcrFormatError(f"{example.annot_id}: the prompt names objects {missing} but the dataset "
                                      f"gave regions only for {sorted(objects)}")
             chosen = {i: objects[i] for i in wanted}
-            for i, text in region_texts(chosen, example.annot_id, k, quantize, self.seed).items():
+            for i, text in region_texts(chosen, example.annot_id, spec, self.seed).items():
                 keys.append((row, i))
                 texts.append(text)
                 rows.append(row)

@@ -24,8 +24,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from lavis_regionvlm.common.seeding import seeded_rng
-from lavis_regionvlm.regions import Region, RegionError
+from lavis_regionvlm.regions import PointTextSpec, Region, RegionError
 
 Token = Union[str, Sequence[int]]
 
@@ -172,15 +171,7 @@ def object_region(metadata: dict, object_id: int) -> Region:
     return Region.from_box([x1, y1, x2, y2], image_size=(width, height))
 
 
-def object_seed(seed: int, annot_id: str, object_id: int) -> np.random.Generator:
-    """The generator for one (question, object): same points every run, on every rank
-    (`seeded_rng(seed, annotation id as text, object index)`)."""
-    return seeded_rng(int(seed), str(annot_id), int(object_id))
-
-
-def region_texts(regions: dict, annot_id: str, num_points: int, quantize: str, seed: int = 0) -> dict:
-    """{object id: point text} for one question's regions, seeded per (question, object)."""
-    return {
-        i: region.to_text(num_points, object_seed(seed, annot_id, i), quantize=quantize)
-        for i, region in regions.items()
-    }
+def region_texts(regions: dict, annot_id: str, spec: PointTextSpec, seed: int = 0) -> dict:
+    """{object id: point text} for one question's regions, each drawn from the stream
+    (seed, annotation id as text, object index): the same points every run, on every rank."""
+    return {i: spec.text(region, int(seed), str(annot_id), int(i)) for i, region in regions.items()}
