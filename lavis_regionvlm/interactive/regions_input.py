@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Union
 
-from lavis_regionvlm.regions import Region, RegionError
+from lavis_regionvlm.regions import Region, RegionError, text_to_points
 from lavis_regionvlm.regions.region_input import (
     RegionInput,
     is_single_region,
@@ -45,6 +45,4 @@ def as_region(region: Any, what: str = "region") -> Region:
         return read
     if not read:
         raise RegionError(f"{what}: {region!r} holds no point; expected '[x y] [x y] ...' (0..100)")
-    from lavis_regionvlm.regions import text_to_points
-
     return Region.from_points(text_to_points(read))
