@@ -19,8 +19,8 @@ left-padded prefix continued from its cache gives each candidate token the same 
 one unpadded pass.
 
 Generation: the prefix enters as `inputs_embeds` on the first step (`OPTForRegionLM`), later
-steps read the cache; Hugging Face's beam search, sampling and length penalty run unchanged and
-stop at "\\n" as LAVIS.
+steps read the cache; Hugging Face's beam search, sampling and length penalty run unchanged on
+the text tokens, and stop at "\\n", as LAVIS.
 
 Shapes: B inputs, S prefix positions (left-padded), D OPT width, C candidates, T candidate
 tokens, V vocabulary.
@@ -45,12 +45,13 @@ __all__ = ["OPTLM", "OPTForRegionLM", "opt_numerics", "CANDIDATE_TOKEN_BUDGET", 
 
 class OPTForRegionLM(OPTForCausalLM):
     """LAVIS's `OPTForCausalLM` (same weights, same forward) whose generation starts from
-    embeddings: `generate(input_ids=placeholders, attention_mask=..., prefix_embeds=E)`.
+    embeddings: `generate(input_ids=text_ids, attention_mask=..., prefix_embeds=E)`.
 
-    On the first step the model reads `prefix_embeds` (B, S, D) instead of the placeholder
-    ids (the prefix's token ids where it has text, BOS elsewhere: what the repetition penalty
-    sees, as in LAVIS, whose `input_ids` are the BOS and prompt); beams and sampled sequences
-    repeat each row. Later steps feed the last token with the cache. (LAVIS's own
+    On the first step the model reads `prefix_embeds` (B, S, D), the whole prefix, instead of
+    `input_ids` (its text tokens only, as LAVIS's `input_ids` are the BOS and prompt while the
+    soft prompt goes in `query_embeds`: what the length rules and repetition penalty count);
+    beams and sampled sequences repeat each row. Later steps feed the last token with the
+    cache. (LAVIS's own
     `prepare_inputs_for_generation` reads a `past` argument that transformers 4.26 no longer
     passes, so it re-runs the whole sequence at every step; this one uses the cache.)
     """
@@ -64,9 +65,14 @@ class OPTForRegionLM(OPTForCausalLM):
         prefix_embeds: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> dict:
-        if past_key_values is not None or prefix_embeds is None:
+        if prefix_embeds is None:  # LAVIS's own call (`query_embeds`): its behaviour, unchanged
+            return super().prepare_inputs_for_generation(
+                input_ids, attention_mask=attention_mask, use_cache=use_cache, past_key_values=past_key_values,
+                **kwargs,
+            )
+        if past_key_values is not None:
             return {
-                "input_ids": input_ids[:, -1:] if past_key_values is not None else input_ids,
+                "input_ids": input_ids[:, -1:],
                 "past_key_values": past_key_values,
                 "attention_mask": attention_mask,
                 "use_cache": use_cache,
@@ -154,24 +160,22 @@ class OPTLM(RegionLM):
     def _rows(
         self, batch: Sequence[Sequence[Piece]], max_text_tokens: int | None
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Each input's embeddings (S_b, D) in the input dtype, and its placeholder ids (S_b,):
-        the token ids where it has text, BOS under soft prompts."""
+        """Each input's embeddings (S_b, D) in the input dtype, and its text ids (the BOS and the
+        text tokens, soft prompts left out: what LAVIS passes to `generate` as `input_ids`)."""
         embed = self.model.get_input_embeddings()
         device, dtype = embed.weight.device, self.numerics.input_dtype
         rows, ids = [], []
         for pieces in batch:
-            parts, part_ids = [], []
+            parts, text_ids = [], []
             for piece in self._layout(pieces, max_text_tokens):
                 if isinstance(piece, list):
                     if piece:
-                        tokens = torch.tensor(piece, device=device)
-                        parts.append(embed(tokens).to(dtype))
-                        part_ids.append(tokens)
+                        parts.append(embed(torch.tensor(piece, device=device)).to(dtype))
+                        text_ids.extend(piece)
                 else:
                     parts.append(piece.to(device=device, dtype=dtype))
-                    part_ids.append(torch.full((piece.shape[0],), self.tokenizer.bos_token_id, device=device))
             rows.append(torch.cat(parts, dim=0))
-            ids.append(torch.cat(part_ids))
+            ids.append(torch.tensor(text_ids, dtype=torch.long, device=device))
         if not rows:
             raise ValueError("no inputs to embed")
         return rows, ids
@@ -183,11 +187,9 @@ class OPTLM(RegionLM):
         padded on `padding_side` ("right", or "left" as generation and scoring need) with the pad
         token's embedding."""
         rows, _ = self._rows(batch, max_text_tokens)
-        return self._pad(rows, padding_side)[:2]
+        return self._pad(rows, padding_side)
 
-    def _pad(
-        self, rows: list[torch.Tensor], padding_side: str, ids: list[torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _pad(self, rows: list[torch.Tensor], padding_side: str) -> tuple[torch.Tensor, torch.Tensor]:
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         embed = self.model.get_input_embeddings()
@@ -197,14 +199,11 @@ class OPTLM(RegionLM):
         pad = embed(torch.tensor([pad_id], device=device)).to(rows[0].dtype)
         inputs = pad.expand(len(rows), length, -1).clone()
         mask = torch.zeros((len(rows), length), dtype=torch.long, device=device)
-        padded_ids = torch.full((len(rows), length), pad_id, dtype=torch.long, device=device) if ids else None
         for i, row in enumerate(rows):
             span = slice(0, row.shape[0]) if padding_side == "right" else slice(length - row.shape[0], length)
             inputs[i, span] = row
             mask[i, span] = 1
-            if ids:
-                padded_ids[i, span] = ids[i]
-        return inputs, mask, padded_ids
+        return inputs, mask
 
     def _targets(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's target ids: text + "\\n", no special tokens, cut at `max_target_tokens`."""
@@ -215,27 +214,29 @@ class OPTLM(RegionLM):
     def generate(
         self, batch: Sequence[Sequence[Piece]], max_text_tokens: int | None = None, **generate_kwargs: Any
     ) -> list[str]:
-        """As `RegionLM.generate`; stops at "\\n" (LAVIS's `eos_token_id`), which is removed.
-
-        `min_length` counts as T5's does (the decoder start included: `min_length` m allows the
-        end after m - 1 tokens); `max_new_tokens` counts generated tokens.
-        """
-        kwargs = dict(generate_kwargs)
-        min_length = kwargs.pop("min_length", None)
-        if min_length is not None:
-            kwargs["min_new_tokens"] = max(int(min_length) - 1, 0)
+        """As `RegionLM.generate`, as LAVIS's `blip2_opt.generate`: the soft prompts enter as
+        embeddings, `input_ids` are the BOS and text tokens (left-padded), so `min_length`,
+        the beams' length normalisation and the repetition penalty count those tokens and the
+        generated ones, as in LAVIS; generation stops at "\\n" (LAVIS's `eos_token_id`), which
+        is removed."""
         with self.autocast():
             rows, ids = self._rows(batch, max_text_tokens)
-            inputs_embeds, attention_mask, placeholders = self._pad(rows, "left", ids)
+            inputs_embeds, attention_mask = self._pad(rows, "left")
+            text_ids = torch.full(
+                (len(ids), max(len(i) for i in ids)), self.tokenizer.pad_token_id, dtype=torch.long,
+                device=attention_mask.device,
+            )
+            for row, row_ids in enumerate(ids):
+                text_ids[row, text_ids.shape[1] - len(row_ids):] = row_ids
             outputs = self.model.generate(
-                input_ids=placeholders,
+                input_ids=text_ids,
                 attention_mask=attention_mask,
                 prefix_embeds=inputs_embeds,
                 eos_token_id=self.end_token_id,
                 pad_token_id=self.tokenizer.pad_token_id,
-                **kwargs,
+                **generate_kwargs,
             )
-        return [self._decode(row) for row in outputs[:, placeholders.shape[1]:]]
+        return [self._decode(row) for row in outputs[:, text_ids.shape[1]:]]
 
     def _decode(self, ids: torch.Tensor) -> str:
         """Generated ids -> text, up to (without) the first "\\n", special tokens removed."""
@@ -352,7 +353,7 @@ class OPTLM(RegionLM):
                 target_ids = torch.tensor(target, dtype=torch.long, device=device)
                 rows.append(torch.cat([prefix, embed(target_ids).to(prefix.dtype)]) if target else prefix)
                 labels.append(torch.cat([torch.full((prefix.shape[0],), -100, device=device), target_ids]))
-            inputs_embeds, attention_mask, _ = self._pad(rows, "right")
+            inputs_embeds, attention_mask = self._pad(rows, "right")
             label_table = torch.full(attention_mask.shape, -100, dtype=torch.long, device=device)
             for i, row in enumerate(labels):
                 label_table[i, : row.shape[0]] = row
