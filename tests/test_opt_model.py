@@ -271,3 +271,56 @@ def test_bad_opt_settings_give_clear_errors(opt_config):
     assert opt_numerics("cpu", torch.float16, cpu_autocast=True).autocast_dtype == torch.bfloat16
     assert opt_numerics("cuda", torch.float16).autocast_dtype == torch.float16
     assert opt_numerics("cuda", torch.float32).autocast_dtype is None
+
+
+@pytest.fixture(scope="module")
+def opt_released_files(tmp_path_factory, opt_config):
+    """Files laid out like LAVIS's for BLIP-2 OPT: eva_vit_g.pth, an OPT hub folder whose
+    weights are saved without the `model.` prefix (as facebook/opt-* hold `decoder.*`), the
+    stage-2 OPT checkpoint (no Q-Former text branch, no OPT) and the stage-1 checkpoint."""
+    from lavis_regionvlm.models.region_core import is_text_branch_key
+
+    root = tmp_path_factory.mktemp("lavis_opt_files")
+    source = build(opt_config, init_seed=7)
+    state = source.state_dict()
+    torch.save(source.visual_encoder.state_dict(), root / "eva_vit_g.pth")
+    source.opt_model.config.save_pretrained(root / "opt")
+    source.opt_tokenizer.save_pretrained(root / "opt")
+    torch.save({k: v for k, v in source.opt_model.model.state_dict().items()}, root / "opt" / "pytorch_model.bin")
+    stage2 = {k: v for k, v in state.items() if not k.startswith("opt_model.") and not is_text_branch_key(k)}
+    torch.save({"model": stage2}, root / "blip2_pretrained_opt.pth")
+    stage1 = {k: (v if is_text_branch_key(k) else v + 1.0) for k, v in state.items() if k.startswith("Qformer.")}
+    stage1["vision_proj.weight"] = torch.zeros(4, 4)
+    torch.save({"model": stage1}, root / "blip2_pretrained.pth")
+    return source, root
+
+
+@pytest.mark.parametrize("lean_load", [False, True])
+def test_pretrain_type_loads_every_weight_from_lavis_layout_files(opt_released_files, opt_config, lean_load):
+    from lavis_regionvlm.models.region_core import is_text_branch_key
+
+    source, root = opt_released_files
+    cfg = OmegaConf.load(Blip2OPTRegion.default_config_path("pretrain_opt2.7b")).model
+    assert (cfg.image_size, cfg.opt_model, cfg.opt_precision) == (224, "facebook/opt-2.7b", "fp16")
+    assert cfg.pretrained.endswith("blip2_pretrained_opt2.7b.pth") and cfg.text_branch_pretrained.endswith("blip2_pretrained.pth")
+    model = build(opt_config, init_seed=123, vit_weights=str(root / "eva_vit_g.pth"), opt_model=str(root / "opt"),
+                  opt_init="pretrained", load_pretrained=True, pretrained=str(root / "blip2_pretrained_opt.pth"),
+                  text_branch_pretrained=str(root / "blip2_pretrained.pth"), lean_load=lean_load)
+    expected = source.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    report = model.load_report
+    assert sorted(report.sources["stage-1 text branch"]) == sorted(k for k in expected if is_text_branch_key(k))
+    assert "opt_proj.weight" in report.sources["stage-2 checkpoint"]
+    assert report.missing == [] and report.unexpected == [] and report.mismatched == []
+    assert model.opt_model.lm_head.weight is model.opt_model.get_input_embeddings().weight  # tied, as OPT
+
+
+def test_a_trainable_only_checkpoint_resumes_strictly(opt_model, opt_config):
+    trainable = {n: p.detach() + 1 for n, p in opt_model.named_parameters() if p.requires_grad}
+    model = build(opt_config)
+    model.load_state_dict(trainable, strict=True)  # the frozen ViT and OPT are not needed
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in trainable.items())
+    with pytest.raises(RuntimeError, match="missing trainable weights.*opt_proj.weight"):
+        model.load_state_dict({k: v for k, v in trainable.items() if k != "opt_proj.weight"}, strict=True)
