@@ -26,7 +26,12 @@ Two time estimates:
   weight bytes / (70% of HBM bandwidth)) + kernels x 8 us (eager PyTorch launch and dispatch).
   Precisions as LAVIS runs them: ViT fp16, Q-Former fp32, T5 bf16.
 - This CPU: every component's full-size FLOPs divided by the FLOP rate the same component
-  reached in the measured run (its counted FLOPs at the measured size over its median time).
+  reached in the measured run (its counted FLOPs at the measured size over its median time;
+  the language model's scoring, T5 encoder and decoder together, is one component there, as
+  `point_text_nll` times it).
+This is FlanT5's cost model: it reads the T5 build's own modules (`t5_model.encoder`,
+`.decoder`, `.lm_head`) for their sizes, and counts the T5 scorer's decoder pass
+(`T5LM.score_encoded`) apart from its encoder pass (the stock Hugging Face encoder call).
 """
 from __future__ import annotations
 
@@ -77,7 +82,7 @@ def component_params(model) -> dict[str, int]:
     t5 = model.t5_model
     size = common.parameter_count
     return {"vit": size(model.visual_encoder) + size(model.ln_vision),
-            "qformer": size(model.Qformer) + model.query_tokens.numel() + size(model.t5_proj),
+            "qformer": size(model.Qformer) + model.query_tokens.numel() + size(model.lm_projection),
             "t5_encoder": size(t5.encoder) - t5.shared.weight.numel(),
             "decoder": size(t5.decoder) - t5.shared.weight.numel() + t5.lm_head.weight.numel()}
 
@@ -87,21 +92,19 @@ def ris_counts(model, proposals: int, draws: int, expressions: int) -> dict[str,
     from ris_scoring import Setup
 
     from lavis_regionvlm.models.qformer_cached import shared_image_query_outputs
-    from lavis_regionvlm.ris.scoring import expression_nll, t5_encode
-
     device = next(model.parameters()).device
     s = Setup.make(model, proposals, draws, expressions, device)
     one = Setup.make(model, 1, 1, 1, device)
     with torch.inference_mode():
         out = {
             "vit": count(lambda: model.encode_image(s.image[None])),
-            "qformer_ours": count(lambda: model.t5_proj(shared_image_query_outputs(model, s.embeds, s.texts))),
+            "qformer_ours": count(lambda: model.lm_projection(shared_image_query_outputs(model, s.embeds, s.texts))),
             "qformer_stock": count(s.floor_qformer),
-            "t5_encoder": count(lambda: t5_encode(model, s.region)),
-            "decoder_ours": count(lambda: expression_nll(model, s.hidden, s.atts, s.expressions)),
+            "t5_encoder": count(s.floor_encoder),  # the encoder pass of ours is this very call
+            "decoder_ours": count(lambda: model.lm.score_encoded(s.hidden, s.atts, s.expressions)),
             "decoder_stock": count(s.floor_decoder),
             "naive_qformer": count(one.floor_qformer),
-            "naive_t5_encoder": count(lambda: t5_encode(model, one.region)),
+            "naive_t5_encoder": count(one.floor_encoder),
             "naive_decoder": count(one.floor_decoder),
             "naive_pair": count(lambda: model.score({"image": one.image[None], "region_text": one.texts,
                                                      "text_output": one.expressions})),
@@ -228,13 +231,11 @@ def _measured_scaling(measured: list[dict], full_counts: dict, scale_e: float, w
     rates = {  # FLOP/s reached on this CPU, per component
         "vit": counts["vit"]["flops"] / row["ours_parts"]["vit"],
         "qformer": counts["qformer_ours"]["flops"] / row["ours_parts"]["qformer"],
-        "t5_encoder": counts["t5_encoder"]["flops"] / row["ours_parts"]["t5_encoder"],
-        "decoder": counts["decoder_ours"]["flops"] / row["ours_parts"]["decoder"],
+        "lm": (counts["t5_encoder"]["flops"] + counts["decoder_ours"]["flops"]) / row["ours_parts"]["lm"],
         "naive_pair": counts["naive_pair"]["flops"] / row["naive_pair_s"],
     }
     ours_image = (full_counts["vit"]["flops"] / rates["vit"] + full_counts["qformer_ours"]["flops"] / rates["qformer"]
-                  + full_counts["t5_encoder"]["flops"] / rates["t5_encoder"]
-                  + full_counts["decoder_ours"]["flops"] * scale_e / rates["decoder"])
+                  + (full_counts["t5_encoder"]["flops"] + full_counts["decoder_ours"]["flops"] * scale_e) / rates["lm"])
     pair = full_counts["naive_pair"]["flops"] / rates["naive_pair"]
     pairs = REFCOCO_VAL["expressions"] * PROPOSALS * DRAWS
     out = {"from_size": row["size"], "device": row["device"], "precision": row.get("precision", "fp32"), "gflops_per_s": {k: v / 1e9 for k, v in rates.items()},

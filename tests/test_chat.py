@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lavis_regionvlm.interactive import Chat, ChatError, RegionPredictor, count_tokens, embed_pieces, find_references
+from lavis_regionvlm.interactive import Chat, ChatError, RegionPredictor, find_references
 
 FAST = {"num_beams": 2, "max_new_tokens": 3}
 
@@ -112,14 +112,14 @@ def test_find_references_reads_indices_not_point_text():
     assert find_references("the point [32 64] [37 62]") == []
 
 
-def test_embed_pieces_matches_the_models_encoder_inputs(predictor):
+def test_lm_embed_matches_the_released_encoder_inputs(predictor):
     model = predictor.model
     z = predictor.region_embeds("[32 64] [37 62]")
-    ours, ours_mask = embed_pieces(model, [[z[0], "Question: what is it? Answer:"]])
-    theirs, theirs_mask = model.t5_encoder_inputs(z, ["Question: what is it? Answer:"])
-    assert torch.allclose(ours, theirs) and torch.equal(ours_mask, theirs_mask)
-    assert count_tokens(model, [z[0], "Question: what is it? Answer:"]) == ours.shape[1]
-    padded, mask = embed_pieces(model, [[z[0]], [z[0], "a longer text"]])
+    ours, ours_mask = model.lm.embed([[z[0], "Question: what is it? Answer:"]])
+    theirs = released_input(model, [z[0], "Question: what is it? Answer:"])  # cat([Z, embed(tokenizer(q))])
+    assert torch.allclose(ours[0], theirs) and ours_mask.tolist() == [[1] * theirs.shape[0]]
+    assert model.lm.count_tokens([z[0], "Question: what is it? Answer:"]) == ours.shape[1]
+    padded, mask = model.lm.embed([[z[0]], [z[0], "a longer text"]])
     assert mask[0].sum() == 9 and mask[1].sum() == padded.shape[1]
 
 
@@ -163,7 +163,7 @@ def test_released_layout_is_their_multiturn_input_turn_by_turn(predictor, monkey
         assert mask.tolist() == [1] * inputs.shape[0] and reply.input_tokens == inputs.shape[0]
     # turn 3 by count: 8 + 6 tokens ("what colour is it?" + </s>) + 8 + 8 ("and what is [1]?" + </s>)
     assert [len(model.t5_tokenizer(q).input_ids) for q in ("what colour is it?", "and what is [1]?")] == [6, 8]
-    assert z.shape[1] == 8 and count_tokens(model, chat._pieces(chat.turns[:3], z)) == 8 + 6 + 8 + 8
+    assert z.shape[1] == 8 and model.lm.count_tokens(chat._pieces(chat.turns[:3], z)) == 8 + 6 + 8 + 8
 
 
 def test_released_first_turn_without_a_region_has_no_image_prompt(predictor, monkeypatch):

@@ -36,6 +36,8 @@ def test_from_pretrained_takes_the_models_settings(predictor):
     assert predictor.image_embeds.shape == (1, 65, 96)
     with pytest.raises(ValueError, match="unknown model type 'nope'.*known: .*'tiny'"):
         RegionPredictor.from_pretrained("nope")
+    with pytest.raises(ValueError, match="'blip2_t5' is not a region model"):
+        RegionPredictor.from_pretrained("pretrain_flant5xl", name="blip2_t5")
 
 
 def test_calls_without_an_image_raise_a_clear_error(predictor):
@@ -125,9 +127,14 @@ def test_caption_matches_the_models_own_generation_and_batches(predictor):
     assert predictor.caption(regions[1], **FAST) == batch[1]
     embeds = predictor.region_embeds(regions)
     assert embeds.shape == (3, 8, 128)
+    # the released `generate`: cat([Z, embed_tokens(t5_tokenizer("").input_ids)]) = [Z; </s>], Hugging Face's generate
+    model = predictor.model
     with torch.inference_mode():
-        reference = predictor.model.generate_from_embeddings(embeds, ["", "", ""], **FAST)
-    assert batch == [r.strip() for r in reference]
+        eos = model.t5_model.encoder.embed_tokens(torch.tensor([model.t5_tokenizer.eos_token_id]))
+        inputs = torch.cat([embeds, eos.expand(3, -1, -1)], dim=1)
+        outputs = model.t5_model.generate(
+            inputs_embeds=inputs, attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long), **FAST)
+    assert batch == [r.strip() for r in model.t5_tokenizer.batch_decode(outputs, skip_special_tokens=True)]
 
 
 def test_ask_about_regions_and_the_whole_image(random_image, predictor):
@@ -232,3 +239,45 @@ def test_segment_picks_a_proposal_and_runs_the_mask_generator_once(predictor, tm
     assert predictor.segment("the object on the right", str(path)).proposal == result.proposal
     with pytest.raises(ValueError, match="needs proposals"):
         predictor.segment("x")
+
+
+LONG_QUESTION = ("what is the colour of the small wooden object that lies on the left side of the table next to "
+                 "the red cup and the old lamp near the window in the evening light?")
+
+
+def _spy_generate(model, monkeypatch) -> list[torch.Tensor]:
+    """Record the `inputs_embeds` of every call to `model.t5_model.generate` (this instance)."""
+    seen = []
+    original = model.t5_model.generate
+
+    def generate(**kwargs):
+        seen.append(kwargs["inputs_embeds"].detach().clone())
+        return original(**kwargs)
+
+    monkeypatch.setattr(model.t5_model, "generate", generate)
+    return seen
+
+
+def test_ask_and_predict_answers_read_a_long_question_alike(random_image, predictor, monkeypatch):
+    """One input path: `predictor.ask` and `model.predict_answers` (region QA, the same settings)
+    feed the same T5 input and give the same answer for a question longer than `max_txt_len`
+    (32) tokens; `max_prompt_tokens: 32` cuts both the same way (32 text tokens, `</s>` kept)."""
+    model = predictor.model
+    ids = model.t5_tokenizer(LONG_QUESTION).input_ids
+    assert len(ids) > 40 and model.max_txt_len == 32
+    region = "[32 64] [37 62] [20 10]"
+    image = predictor.vis_processor(load_image(random_image()))[None]
+    seen = _spy_generate(model, monkeypatch)
+    samples = {"image": image, "text_input": [LONG_QUESTION], "region_text": [region]}
+    queries = model.query_outputs(model.encode_image(image), [region])
+    z = model.t5_proj(queries)[0].detach()
+    embed = model.t5_model.encoder.embed_tokens
+    for limit, kept in ((None, ids), (32, ids[:31] + [model.t5_tokenizer.eos_token_id])):
+        monkeypatch.setattr(model, "max_prompt_tokens", limit, raising=False)
+        asked = predictor.ask(LONG_QUESTION, region)
+        answered = model.predict_answers(samples, num_beams=5, max_len=10, min_len=1, length_penalty=-1)
+        with torch.no_grad():
+            expected = torch.cat([z, embed(torch.tensor(kept))])
+        assert torch.allclose(seen[-2][0], expected, atol=1e-6), limit
+        assert torch.allclose(seen[-1][0], expected, atol=1e-6), limit
+        assert asked == answered[0].strip(), limit

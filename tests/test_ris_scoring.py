@@ -11,7 +11,7 @@ from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.pipeline import RisOptions, rank_proposals
 from lavis_regionvlm.ris.points import proposal_point_texts
 from lavis_regionvlm.ris.random_model import build_random_model
-from lavis_regionvlm.ris.scoring import expression_nll, naive_expression_nll, point_text_nll, t5_encode
+from lavis_regionvlm.ris.scoring import naive_expression_nll, point_text_nll, region_rows_nll
 
 TEXTS = [
     "[10 10] [12 14] [15 11]",
@@ -85,20 +85,32 @@ def test_cached_qformer_refuses_training_mode(tiny_config, images):
         shared_image_query_outputs(model, torch.zeros(1, 65, 96), TEXTS)
 
 
+def stock_pair_nll(model, region_embeds: torch.Tensor, texts: list[str], prompt: str = "") -> torch.Tensor:
+    """(M, E) the released per-pair computation with Hugging Face's T5 alone: the encoder over
+    `cat([Z, embed_tokens(t5_tokenizer(prompt).input_ids)])`, the mean token loss of
+    `t5_tokenizer(text)` (cut at `max_txt_len`) as labels, one (row, text) pair per call."""
+    t5, tokenizer = model.t5_model, model.t5_tokenizer
+    out = torch.empty(len(region_embeds), len(texts))
+    prompt_ids = torch.tensor(tokenizer(prompt).input_ids)
+    for row, z in enumerate(region_embeds):
+        inputs = torch.cat([z, t5.encoder.embed_tokens(prompt_ids)])[None]
+        for column, text in enumerate(texts):
+            labels = torch.tensor([tokenizer(text, truncation=True, max_length=model.max_txt_len).input_ids])
+            out[row, column] = t5(inputs_embeds=inputs, labels=labels).loss
+    return out
+
+
 @pytest.mark.parametrize("which", ["tiny", "bigger"])
-def test_expression_nll_equals_decoder_nll(which, tiny_model, bigger_model, images):
+def test_region_rows_nll_equals_the_stock_pass_per_pair(which, tiny_model, bigger_model, images):
     """All expressions in one decoder row (block-diagonal causal mask) = one pass per pair."""
     model = tiny_model if which == "tiny" else bigger_model
     texts = [t for t in TEXTS if t]
     with torch.inference_mode():
         queries = shared_image_query_outputs(model, model.encode_image(images[:1]), texts)
-        hidden, atts = t5_encode(model, model.t5_proj(queries))
-        ours = expression_nll(model, hidden, atts, EXPRESSIONS)
-        rows, count = len(texts), len(EXPRESSIONS)
-        stock = model.decoder_nll(
-            hidden.repeat_interleave(count, 0), atts.repeat_interleave(count, 0), EXPRESSIONS * rows
-        ).view(rows, count)
-        chunked = expression_nll(model, hidden, atts, EXPRESSIONS, token_budget=1)  # one row per call
+        region = model.t5_proj(queries)
+        ours = region_rows_nll(model, region, EXPRESSIONS)
+        stock = stock_pair_nll(model, region, EXPRESSIONS)
+        chunked = region_rows_nll(model, region, EXPRESSIONS, token_budget=1)  # one row per call
     assert torch.allclose(ours, stock, atol=1e-4, rtol=1e-5)
     assert torch.allclose(chunked, ours, atol=1e-5, rtol=0)
 

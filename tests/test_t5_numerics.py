@@ -7,12 +7,13 @@ nothing on CPU) with `torch.cat([inputs_t5, inputs_embeds])` of the float32 soft
 the bfloat16 token embeddings, which promotes to float32. So: float32 inputs_embeds everywhere,
 float32 autocast on CUDA, no autocast on CPU.
 """
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from lavis_regionvlm.models import Blip2T5Region
-from lavis_regionvlm.models.pieces import embed_pieces
+from lavis_regionvlm.interactive import Chat, RegionPredictor
 from lavis_regionvlm.models.t5_numerics import t5_numerics
 from lavis_regionvlm.ris.scoring import naive_expression_nll, point_text_nll
 from lavis_regionvlm.vcr.choose import generate_choices, rank_choices
@@ -82,20 +83,31 @@ def test_every_t5_path_feeds_the_encoder_in_the_setting_dtype(bf16_models, image
     embeds = model.encode_image(image)
     one = {"image": image, "region_text": [POINTS], "text_input": [""], "text_output": ["a red disc"]}
     region = model.encode_regions(embeds, [POINTS])
-    pieces, atts = embed_pieces(model, [[region[0], "Question: what is it? Answer:"]])
+    pieces = [[region[0], "Question: what is it? Answer:"]]
+    inputs, _ = model.lm.embed(pieces)
+    predictor = RegionPredictor(model, lambda _: image[0])
+    predictor.set_image(np.zeros((8, 8, 3), np.uint8))
+    chat = Chat(predictor, generate_kwargs={"max_new_tokens": 3, "num_beams": 2})
+    chat.add_region(POINTS)
     calls = {
         "forward (training loss)": lambda: model(one),
         "score": lambda: model.score(one),
         "generate": lambda: model.generate({"image": image, "region_text": [POINTS]}, num_beams=2, max_length=3),
+        "predict_answers generate": lambda: model.predict_answers(
+            {"image": image, "text_input": ["what?"], "region_text": [POINTS]}, num_beams=2, max_len=3),
         "predict_answers rank": lambda: model.predict_answers(
             {"image": image, "text_input": ["what?"], "region_text": [POINTS]},
             inference_method="rank", answer_list=["red", "blue"]),
         "RIS scorer": lambda: point_text_nll(model, embeds, [POINTS, ""], ["red", "a blue square"]),
         "RIS official loop": lambda: naive_expression_nll(model, image[0], [POINTS], ["red"]),
-        "VCR generate": lambda: generate_choices(model, pieces, atts, num_beams=2, max_new_tokens=3),
-        "VCR rank": lambda: rank_choices(model, pieces, atts, [["1", "2"]]),
+        "VCR generate": lambda: generate_choices(model, pieces, num_beams=2, max_new_tokens=3),
+        "VCR rank": lambda: rank_choices(model, pieces, [["1", "2"]]),
+        "VCR rank sum": lambda: rank_choices(model, pieces, [["1", "2"]], score="sum"),
+        "predictor ask": lambda: predictor.ask("what is it?", POINTS, num_beams=2, max_new_tokens=3),
+        "predictor score": lambda: predictor.score(["red", "a blue square"], [POINTS, None]),
+        "chat": lambda: chat.ask("what is [0]?"),
     }
-    assert pieces.dtype == dtype
+    assert inputs.dtype == dtype
     for name, call in calls.items():
         with torch.no_grad():
             seen = encoder_input_dtypes(model, call)

@@ -90,13 +90,13 @@ def test_real_record_prompts_are_the_released_ones(train0):
 def test_real_record_t5_input_is_the_released_one(tiny_model, train0):
     """Token by token: "Let" and each "[i] be" tokenized alone without </s>, Z_i, then the
     question text with its </s> (the trailing space of "Answer: " included)."""
-    from lavis_regionvlm.vcr.embed import interleaved_inputs
+    from lavis_regionvlm.vcr.embed import interleaved_pieces
 
     tokenizer, embed = tiny_model.t5_tokenizer, tiny_model.t5_model.encoder.embed_tokens
     n, d = tiny_model.query_tokens.shape[1], embed.weight.shape[1]
     z2 = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        ours, mask = interleaved_inputs(tiny_model, [PromptLayout().qa_prompt(train0)], [{2: z2}])
+        ours, mask = tiny_model.lm.embed(interleaved_pieces([PromptLayout().qa_prompt(train0)], [{2: z2}]))
         released = torch.cat([
             embed(tokenizer("Let", return_tensors="pt").input_ids[:, :-1])[0],
             embed(tokenizer("[2] be", return_tensors="pt").input_ids[:, :-1])[0],
@@ -212,9 +212,13 @@ def test_bad_options_say_which_run_key():
     from lavis_regionvlm.datasets.config import ConfigError
 
     for key, value in [("vcr_prompt", "pretty"), ("vcr_objects", "some"), ("vcr_object_parser", "digits"),
-                       ("vcr_layout", "nope"), ("vcr_no_number", "first"), ("max_len", 0)]:
+                       ("vcr_layout", "nope"), ("vcr_no_number", "first"), ("max_len", 0),
+                       ("max_prompt_tokens", 0)]:
         with pytest.raises(ConfigError, match=f"run.{key}"):
             _task(**{key: value})
+    # the old option counted soft-prompt positions too: renamed, and the old key refused, not ignored
+    with pytest.raises(ConfigError, match="run.max_input_len was renamed run.max_prompt_tokens"):
+        _task(max_input_len=64)
 
 
 @pytest.mark.parametrize("name", ["vcr_val.yaml", "vcr_test.yaml"])
@@ -231,3 +235,4 @@ def test_generation_projects_use_the_released_protocol(name, monkeypatch):
         layout="official", text="released", objects="prompt", object_parser="ids")
     assert (task.choice_method, task.num_beams, task.max_len, task.min_len, task.no_number) == (
         "generate", 5, 30, 1, "choice1")
+    assert task.max_prompt_tokens is None  # the model's: no cut by default, as released

@@ -84,7 +84,7 @@ def test_generate_parses_the_first_number(tiny_model, datasets, monkeypatch):
 
 
 def test_interleaved_input_holds_each_object_soft_prompt(tiny_model, datasets):
-    from lavis_regionvlm.vcr.embed import interleaved_inputs
+    from lavis_regionvlm.vcr.embed import interleaved_pieces
     from lavis_regionvlm.vcr.prompt import slot_ids
 
     task = make_task(choice_method="rank")
@@ -95,7 +95,7 @@ def test_interleaved_input_holds_each_object_soft_prompt(tiny_model, datasets):
     slots = task.soft_prompts(tiny_model, embeds, examples, samples["regions"])
     row = next(i for i, e in enumerate(examples) if len(e.object_ids) >= 2)  # "[9, 10]"-style
     prompts = [task.layout.qa_prompt(e) for e in examples]
-    inputs, mask = interleaved_inputs(tiny_model, prompts, slots)
+    inputs, mask = tiny_model.lm.embed(interleaved_pieces(prompts, slots))
     n = tiny_model.query_tokens.shape[1]
     first, second = slot_ids(prompts[row])[:2]
     ids = tiny_model.t5_tokenizer(["Let", f"[{first}] be", f"[{second}] be"], add_special_tokens=False).input_ids

@@ -178,7 +178,7 @@ def create_app(predictor: RegionPredictor, config: Optional[DemoConfig] = None) 
                          max_sessions=config.max_sessions, idle_seconds=config.idle_seconds)
     model_lock = threading.Lock()  # one model, many request threads: one call at a time
     sam = config.click_sam()
-    tokens = TokenCounter(predictor.model.t5_tokenizer)
+    tokens = TokenCounter(predictor.model.lm.tokenizer)
     app = FastAPI(title="RegionVLM demo", description=__doc__, version="1")
     app.state.sessions = store
     upload_limit = (config.limits.max_bytes + MULTIPART_OVERHEAD_BYTES, "upload limit", "server option --max-upload-mb")

@@ -3,11 +3,11 @@
 the Q-Former's queries look for a region)."""
 from lavis_regionvlm.interactive.attention import AttentionMap, attention_maps
 from lavis_regionvlm.interactive.chat import Chat, ChatError, ChatReply, Turn, find_references
-from lavis_regionvlm.models.pieces import count_tokens, embed_pieces
+from lavis_regionvlm.models.lm import Piece
 from lavis_regionvlm.interactive.predictor import NoImageError, RegionPredictor, image_sha256, load_image
 from lavis_regionvlm.interactive.regions_input import as_region, parse_points
 
 __all__ = [
     "AttentionMap", "attention_maps", "Chat", "ChatError", "ChatReply", "NoImageError", "RegionPredictor", "Turn", "as_region",
-    "count_tokens", "embed_pieces", "find_references", "image_sha256", "load_image", "parse_points",
+    "Piece", "find_references", "image_sha256", "load_image", "parse_points",
 ]

@@ -41,7 +41,8 @@ whole-image soft prompt opens the input. Example, two turns:
 Generation (both layouts): `CHAT_DEFAULTS`, the settings of their multi-turn code (5 beams, at
 most 30 new tokens, min length 1, length and repetition penalties 1).
 
-Length budget: `max_input_tokens` counts T5 text tokens plus N per soft prompt plus the `</s>`s.
+Length budget: `max_input_tokens` counts the language model's text tokens plus N per soft prompt
+plus the `</s>`s (`model.lm.count_tokens`).
 When the input would be longer, the oldest turns are left out (for this turn and every later
 one; the layout is built as if the chat had started at the first kept turn); the reply says so
 (`ChatReply.notice`), and it is logged.
@@ -61,7 +62,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from lavis_regionvlm.models.pieces import Piece, count_tokens
+from lavis_regionvlm.models.lm import Piece
 from lavis_regionvlm.interactive.predictor import RegionPredictor
 from lavis_regionvlm.regions.region_input import RegionInput, read_region, region_json
 
@@ -204,7 +205,7 @@ class Chat:
         start = self.first_kept_turn
         while True:
             pieces = self._pieces(self.turns[start:] + [current], embeds)
-            tokens = count_tokens(self.predictor.model, pieces)
+            tokens = self.predictor.model.lm.count_tokens(pieces)
             if tokens <= self.max_input_tokens:
                 break
             if start == len(self.turns):
@@ -233,16 +234,16 @@ class Chat:
 
     def _pieces(self, turns: list[Turn], embeds) -> list[Piece]:
         """The T5 input pieces for `turns` (the last one being asked) in the chat's layout.
-        The closing `</s>` is not among them: `embed_pieces` adds it."""
+        The closing `</s>` is not among them: the language model's `embed` adds it."""
         if self.layout == RELEASED:
             return self._released_pieces(turns, embeds)
         return self._history_pieces(turns, embeds)
 
     def _released_pieces(self, turns: list[Turn], embeds) -> list[Piece]:
         """Their multi-turn layout (module docstring): a question piece carries its own `</s>`
-        as text, which the T5 tokenizer reads as the token, so "q</s>" gives the ids of
-        `tokenizer(q)`; the last question's `</s>` is the one `embed_pieces` closes with."""
-        eos = self.predictor.model.t5_tokenizer.eos_token
+        as text (`model.lm.end_text`), which the tokenizer reads as the token, so "q</s>" gives
+        the ids of `tokenizer(q)`; the last question's `</s>` is the one `lm.embed` closes with."""
+        eos = self.predictor.model.lm.end_text
         context: list[Piece] = []  # what precedes a turn without a region; empty until a region turn
         pieces: list[Piece] = []  # the turn's whole input
         for turn in turns:

@@ -2,7 +2,8 @@
 
 The pattern of segment-anything's `SamPredictor`: `set_image` runs the ViT (the expensive
 step) and keeps the image embedding (1, L, C); every later call (caption, ask, score,
-segment) runs only the Q-Former, `t5_proj` and T5 on that embedding.
+segment) runs only the Q-Former, its projection and the language model (`model.lm`) on that
+embedding.
 
     >>> predictor = RegionPredictor.from_pretrained("tiny")
     >>> predictor.set_image("photo.jpg")
@@ -33,7 +34,7 @@ from torch import nn
 
 from lavis_regionvlm import image_io
 from lavis_regionvlm.interactive.attention import AttentionMap, LayerSpec, attention_maps
-from lavis_regionvlm.models.pieces import Piece, embed_pieces
+from lavis_regionvlm.models.lm import Piece
 from lavis_regionvlm.regions import QUANTIZE_MODES
 from lavis_regionvlm.regions.region_input import is_single_region, region_point_text
 
@@ -103,7 +104,8 @@ class RegionPredictor:
     """Region captioning, question answering, text scoring and segmentation on a cached image.
 
     Args:
-        model: a `Blip2T5Region` (moved to eval mode).
+        model: a registered region model (`RegionBlip2`: `blip2_t5_region`, ...), moved to
+            eval mode.
         vis_processor: its eval image processor, PIL -> (3, S, S) tensor.
         seed: seed of the region point draws (int).
         num_points: K points per region; None: the model's `num_points`.
@@ -148,11 +150,11 @@ class RegionPredictor:
         """Load a registered LAVIS model and its eval image processor.
 
         Args:
-            model_type: a model type of `name` ("tiny", "pretrain_flant5xl", "regionvlm_flant5xl").
+            model_type: a model type of `name` ("tiny", "pretrain_flant5xl", "regionvlm_flant5xl", ...).
             device: where the model runs ("cpu", "cuda", "cuda:1", ...).
             checkpoint: a fine-tuned checkpoint (path or URL) loaded instead of the one the
                 model type names (e.g. the released RegionVLM weights).
-            name: the registered model name.
+            name: the registered region model (`blip2_t5_region`, or any `RegionBlip2` subclass).
             kwargs: `seed`, `num_points`, `quantize` for the predictor.
         """
         from lavis.common.registry import registry
@@ -160,10 +162,14 @@ class RegionPredictor:
         from omegaconf import OmegaConf
 
         import lavis_regionvlm  # noqa: F401  (registers the model)
+        from lavis_regionvlm.models.region_core import RegionBlip2
 
         model_cls = registry.get_model_class(name)
         if model_cls is None:
             raise ValueError(f"no model named {name!r} in the LAVIS registry")
+        if not (isinstance(model_cls, type) and issubclass(model_cls, RegionBlip2)):
+            raise ValueError(f"{name!r} is not a region model (a RegionBlip2); the predictor needs one, "
+                             "e.g. 'blip2_t5_region'")
         if model_type not in model_cls.PRETRAINED_MODEL_CONFIG_DICT:
             raise ValueError(
                 f"unknown model type {model_type!r} for {name}; "
@@ -275,21 +281,17 @@ class RegionPredictor:
 
     @torch.inference_mode()
     def generate(self, batch: Sequence[Sequence[Piece]], **generate_kwargs: Any) -> list[str]:
-        """Generate from B piece lists (text and soft prompts, see `pieces.embed_pieces`)."""
+        """Generate from B piece lists (text and soft prompts, see `models/lm/base.py`), the
+        prompts cut at the model's `max_prompt_tokens` (None: no cut); answers stripped."""
         model = self.model
-        with model.t5_autocast():
-            inputs_embeds, attention_mask = embed_pieces(model, batch)
-            outputs = model.t5_model.generate(
-                inputs_embeds=inputs_embeds, attention_mask=attention_mask, **generate_kwargs
-            )
-        return [text.strip() for text in model.t5_tokenizer.batch_decode(outputs, skip_special_tokens=True)]
+        return [text.strip() for text in model.lm.generate(batch, model.max_prompt_tokens, **generate_kwargs)]
 
     def caption(self, regions: Any = None, *, prompt: str = "", **generate_kwargs: Any) -> Union[str, list[str]]:
         """Describe a region (None: the whole image), or each of a list of regions.
 
-        The T5 input is the region's soft prompt and `prompt` (default "": just `</s>`, how
-        RegionVLM was trained). Generation: beam search, `CAPTION_DEFAULTS`, overridable
-        with any T5 `generate` keyword.
+        The language model's input is the region's soft prompt and `prompt` (default "": no
+        text, how RegionVLM was trained). Generation: beam search, `CAPTION_DEFAULTS`, overridable
+        with any Hugging Face `generate` keyword.
         """
         single = is_single_region(regions)
         embeds = self.region_embeds(regions)
@@ -302,11 +304,13 @@ class RegionPredictor:
     ) -> Union[str, list[str]]:
         """Answer a question about a region (None: the whole image, i.e. empty point text).
 
-        The T5 input is the region's soft prompt, then `prompt` formatted with the question,
-        then `</s>`. With the default `ASK_PROMPT` ("{}": the raw question) this is their
-        single-turn region QA (`predict_answers_qformer_first`) as released: Z, then
-        `tokenizer(question)`; generation `ASK_DEFAULTS` (5 beams, at most 10 new tokens, min
-        length 1, length penalty -1), overridable with any T5 `generate` keyword.
+        The language model's input is the region's soft prompt, then `prompt` formatted with the
+        question (T5: then `</s>`), cut at the model's `max_prompt_tokens` (None: no cut), as
+        `model.predict_answers` builds it. With the default `ASK_PROMPT` ("{}": the raw
+        question) this is their single-turn region QA (`predict_answers_qformer_first`) as
+        released: Z, then `tokenizer(question)`; generation `ASK_DEFAULTS` (5 beams, at most 10
+        new tokens, min length 1, length penalty -1), overridable with any Hugging Face
+        `generate` keyword.
         `prompt=QUESTION_PROMPT` gives our wrapped form "Question: {} Answer:".
 
         `question` may be one string (asked about every region) or a list, one per region
@@ -337,7 +341,8 @@ class RegionPredictor:
         is more likely; `exp(-loss)` is the per-token geometric-mean probability.
 
         Returns (T,) float32 for one region (None: whole image), (R, T) for a list of R regions.
-        The T5 encoder runs once per region; only the decoder runs per text.
+        `model.lm.score`, the one scorer (the language model's input part runs once per region);
+        the prompt is cut at the model's `max_prompt_tokens` (None: no cut).
         """
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
@@ -345,16 +350,7 @@ class RegionPredictor:
         single = is_single_region(regions)
         model = self.model
         embeds = self.region_embeds(regions)
-        count = len(texts)
-        with model.t5_autocast():
-            inputs_embeds, atts = embed_pieces(model, [[z, prompt] for z in embeds])
-            hidden = model.t5_model.encoder(
-                inputs_embeds=inputs_embeds, attention_mask=atts, return_dict=True
-            ).last_hidden_state
-            losses = torch.stack([
-                model.decoder_nll(hidden[r : r + 1].expand(count, -1, -1), atts[r : r + 1].expand(count, -1), texts)
-                for r in range(hidden.shape[0])
-            ])
+        losses = model.lm.score([[z, prompt] for z in embeds], texts, max_text_tokens=model.max_prompt_tokens)
         losses = losses.float().cpu()
         return losses[0] if single else losses
 

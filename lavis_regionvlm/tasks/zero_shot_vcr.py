@@ -2,7 +2,7 @@
 
 For each question the objects its prompts refer to become regions (their polygon mask, or
 box), each written as K points seeded per (question, object), encoded by the Q-Former into a
-soft prompt Z_i and interleaved with the text in the T5 input (see
+soft prompt Z_i and interleaved with the text in the language model input (see
 `lavis_regionvlm.vcr.prompt`). Three settings are answered:
     Q->A   (question + 4 answers)
     QA->R  (question + GOLD answer + 4 rationales)
@@ -29,7 +29,8 @@ Run config keys (`run:`), all optional:
     min_len: 1                # min_length of the generated sequence
     rank_target: "{text}"     # candidate text scored by `rank`; fields {n}, {text}
     rank_score: mean          # mean | sum token NLL
-    max_input_len: null       # T5 input positions kept (null = all)
+    max_prompt_tokens: null   # prompt text tokens kept, end token included (soft prompts never cut);
+                              # null = the model's max_prompt_tokens (default: no cut, as released)
     num_points: null          # K per object; null = the model's num_points
     point_quantize: null      # floor | round; null = the model's point_quantize
     seed: 0                   # with annot_id and object id, fixes each object's points
@@ -53,7 +54,7 @@ from lavis_regionvlm.tasks.results import append_metrics, merged_results
 from lavis_regionvlm.datasets.config import ConfigError
 from lavis_regionvlm.vcr.choose import RANK_SCORES, generate_choices, rank_choices
 from lavis_regionvlm.vcr.data import VcrExample, VcrFormatError, region_texts
-from lavis_regionvlm.vcr.embed import interleaved_inputs
+from lavis_regionvlm.vcr.embed import interleaved_pieces
 from lavis_regionvlm.vcr.metrics import NO_NUMBER, vcr_accuracies
 from lavis_regionvlm.vcr.prompt import PromptLayout, prompt_text, slot_ids
 
@@ -68,7 +69,7 @@ class ZeroShotVCRTask(BaseTask):
     def __init__(self, layout: PromptLayout | None = None, choice_method: str = "generate",
                  rank_target: str = "{text}", rank_score: str = "mean", num_beams: int = 5,
                  max_len: int = 30, min_len: int = 1, no_number: str = "choice1",
-                 max_input_len: Optional[int] = None, num_points: Optional[int] = None,
+                 max_prompt_tokens: Optional[int] = None, num_points: Optional[int] = None,
                  point_quantize: Optional[str] = None, seed: int = 0):
         super().__init__()
         if choice_method not in CHOICE_METHODS:
@@ -83,13 +84,21 @@ class ZeroShotVCRTask(BaseTask):
         self.layout = layout or PromptLayout()
         self.choice_method, self.rank_target, self.rank_score = choice_method, rank_target, rank_score
         self.num_beams, self.max_len, self.min_len, self.no_number = num_beams, max_len, min_len, no_number
-        self.max_input_len = max_input_len
+        if max_prompt_tokens is not None and (isinstance(max_prompt_tokens, bool) or not isinstance(max_prompt_tokens, int)
+                                              or max_prompt_tokens < 1):
+            raise ConfigError(f"run.max_prompt_tokens must be null or an int >= 1, got {max_prompt_tokens!r}")
+        self.max_prompt_tokens = max_prompt_tokens
         self.num_points, self.point_quantize, self.seed = num_points, point_quantize, seed
 
     @classmethod
     def setup_task(cls, cfg=None, **kwargs) -> "ZeroShotVCRTask":
         run = cfg.run_cfg if cfg is not None else {}
         get = run.get
+        if get("max_input_len", None) is not None:
+            raise ConfigError(
+                "run.max_input_len was renamed run.max_prompt_tokens, and now counts the prompt's text "
+                "tokens only (the end token included; soft prompts are never cut): set max_prompt_tokens"
+            )
         try:
             layout = PromptLayout(
                 layout=get("vcr_layout", "official"), text=get("vcr_prompt", "released"),
@@ -103,7 +112,7 @@ class ZeroShotVCRTask(BaseTask):
             layout, choice_method=get("choice_method", "generate"), rank_target=get("rank_target", "{text}"),
             rank_score=get("rank_score", "mean"), num_beams=get("num_beams", 5), max_len=get("max_len", 30),
             min_len=get("min_len", 1), no_number=get("vcr_no_number", "choice1"),
-            max_input_len=get("max_input_len", None), num_points=get("num_points", None),
+            max_prompt_tokens=get("max_prompt_tokens", None), num_points=get("num_points", None),
             point_quantize=get("point_quantize", None), seed=get("seed", 0),
         )
 
@@ -135,14 +144,16 @@ class ZeroShotVCRTask(BaseTask):
         return out
 
     def choose(self, model, prompts: list, slots: list[dict], candidates: list[list[str]]) -> dict:
-        """Choices (and outputs or scores) for a batch of prompts."""
-        inputs, mask = interleaved_inputs(model, prompts, slots, self.max_input_len)
+        """Choices (and outputs or scores) for a batch of prompts, prompts cut at
+        `max_prompt_tokens` (None: the model's)."""
+        inputs = interleaved_pieces(prompts, slots)
+        limit = self.max_prompt_tokens if self.max_prompt_tokens is not None else model.max_prompt_tokens
         if self.choice_method == "generate":
-            choices, texts = generate_choices(model, inputs, mask, self.num_beams, self.max_len, self.min_len,
-                                              self.no_number)
+            choices, texts = generate_choices(model, inputs, self.num_beams, self.max_len, self.min_len,
+                                              self.no_number, max_text_tokens=limit)
             return {"choices": choices, "outputs": texts, "scores": [None] * len(choices)}
         targets = [[self.rank_target.format(n=n, text=c) for n, c in enumerate(row, 1)] for row in candidates]
-        choices, scores = rank_choices(model, inputs, mask, targets, self.rank_score)
+        choices, scores = rank_choices(model, inputs, targets, self.rank_score, max_text_tokens=limit)
         return {"choices": choices, "outputs": [None] * len(choices),
                 "scores": [[round(float(s), 5) for s in row] for row in scores]}
 

@@ -4,7 +4,7 @@
   one `Region` per referenced object (its polygon mask, or its box without one).
 - `prompt`: T5 prompts: text pieces interleaved with object slots; by default the released
   evaluation's prompts (one fix: `[12]` is object 12), other layouts as options.
-- `embed`: pieces + soft prompts -> padded `inputs_embeds` and attention mask.
+- `embed`: object slots -> soft prompts: the language model's input pieces (`model.lm`).
 - `choose`: pick one of four choices by generation (as released: 5 beams, 30 new tokens, the
   first number parsed, none = choice 1) or by LM ranking.
 - `metrics`: Q->A, QA->R and Q->AR accuracies.

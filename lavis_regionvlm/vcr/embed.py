@@ -1,37 +1,28 @@
-"""VCR prompts (text and object slots) as a padded T5 encoder input, through the shared
-`lavis_regionvlm.models.pieces.embed_pieces`."""
+"""VCR prompts (text and object slots) as language-model input pieces: each `ObjectSlot`
+becomes its object's soft prompt, text stays text. `model.lm` embeds, generates from and
+scores them (one truncation rule: `models/lm/base.py`)."""
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from lavis_regionvlm.models.pieces import embed_pieces
 from lavis_regionvlm.vcr.prompt import ObjectSlot, Piece
 
 
-def interleaved_inputs(
-    model,
+def interleaved_pieces(
     prompts: Sequence[Sequence[Piece]],
     region_embeds: Sequence[Mapping[int, torch.Tensor]],
-    max_len: Optional[int] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """B prompts -> `inputs_embeds` (B, S, D) and `attention_mask` (B, S), right-padded.
+) -> list[list]:
+    """B prompts -> B piece lists for `model.lm` (text `str`, soft prompts (N, D)).
 
     Args:
-        model: a `Blip2T5Region`.
         prompts: per row, pieces: text (`str`) or `ObjectSlot`s.
         region_embeds: per row, {object id: (N, D) soft prompt} for its slots.
-        max_len: keep at most this many positions per row (the end, with `</s>`, is kept);
-            None keeps all.
     """
     if len(prompts) != len(region_embeds):
         raise ValueError(f"{len(prompts)} prompts but {len(region_embeds)} soft-prompt maps")
-    return embed_pieces(
-        model,
-        [[_slot_embedding(piece, slots) for piece in pieces] for pieces, slots in zip(prompts, region_embeds)],
-        max_len,
-    )
+    return [[_slot_embedding(piece, slots) for piece in pieces] for pieces, slots in zip(prompts, region_embeds)]
 
 
 def _slot_embedding(piece: Piece, slots: Mapping[int, torch.Tensor]):

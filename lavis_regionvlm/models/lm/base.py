@@ -24,6 +24,7 @@ included), float32: lower is more likely.
 from __future__ import annotations
 
 import abc
+import copy
 from typing import Any, ContextManager, Sequence, Union
 
 import torch
@@ -42,10 +43,29 @@ class RegionLM(abc.ABC):
         hidden_size: D, the width of the soft prompt and token embeddings.
         end_text: the text the tokenizer reads as the end-of-text token (T5 and OPT: "</s>"),
             for layouts that close each turn with it (the released multi-turn chat).
+        tokenizer: the LM's Hugging Face tokenizer; `text_tokens(text)` is
+            `tokenizer(text, add_special_tokens=False).input_ids` (the demo counts request text
+            with a private copy of it, off the model's lock).
+        token_budget: the most target tokens (rows x candidate tokens) one scoring pass of the
+            LM may hold, bounding the logits' memory; None: the LM's own default. Set it with
+            `with_token_budget`.
     """
 
     hidden_size: int
     end_text: str
+    tokenizer: Any
+    token_budget: int | None = None
+
+    def with_token_budget(self, tokens: int | None) -> "RegionLM":
+        """A copy of this view whose `score` holds at most `tokens` target tokens per pass
+        (None: this view unchanged). Scores do not depend on it, only memory and speed."""
+        if tokens is None:
+            return self
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise ValueError(f"the token budget must be a positive int, got {tokens!r}")
+        view = copy.copy(self)
+        view.token_budget = tokens
+        return view
 
     # ------------------------------------------------------------------ lengths
 
