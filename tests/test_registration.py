@@ -55,12 +55,13 @@ def test_every_plugin_name_is_in_the_registry_after_import_lavis():
         from lavis.common.registry import registry
         print(json.dumps({
             "model": registry.get_model_class("blip2_t5_region") is not None,
+            "opt_model": registry.get_model_class("blip2_opt_region") is not None,
             "processors": [registry.get_processor_class(n) is not None
                            for n in ("region_image_train", "region_points")],
         }))
         """
     )
-    assert json.loads(out) == {"model": True, "processors": [True, True]}
+    assert json.loads(out) == {"model": True, "opt_model": True, "processors": [True, True]}
 
 
 def test_autoload_can_be_switched_off():
