@@ -128,7 +128,7 @@ def opt_config(vocab_size: int) -> dict:
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
         "ffn_dim": 256,
-        "max_position_embeddings": 256,
+        "max_position_embeddings": 1024,  # room for the chat's default 512-token inputs and answers
         "activation_function": "relu",
         "do_layer_norm_before": True,
         "enable_bias": True,

@@ -189,6 +189,15 @@ class OPTLM(RegionLM):
         rows, _ = self._rows(batch, max_text_tokens)
         return self._pad(rows, padding_side)
 
+    def _check_positions(self, length: int, what: str) -> None:
+        """Refuse a sequence longer than OPT's learned position table (a limit T5 does not have)."""
+        limit = self.model.config.max_position_embeddings
+        if length > limit:
+            raise ValueError(
+                f"{what} needs {length} OPT positions, more than its max_position_embeddings ({limit}): "
+                "shorten the text, or cut prompts with the model's max_prompt_tokens (chat: --max-input-tokens)"
+            )
+
     def _pad(self, rows: list[torch.Tensor], padding_side: str) -> tuple[torch.Tensor, torch.Tensor]:
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -222,6 +231,9 @@ class OPTLM(RegionLM):
         with self.autocast():
             rows, ids = self._rows(batch, max_text_tokens)
             inputs_embeds, attention_mask = self._pad(rows, "left")
+            self._check_positions(
+                int(attention_mask.sum(1).max()) + int(generate_kwargs.get("max_new_tokens") or 0), "generation"
+            )
             text_ids = torch.full(
                 (len(ids), max(len(i) for i in ids)), self.tokenizer.pad_token_id, dtype=torch.long,
                 device=attention_mask.device,
@@ -253,6 +265,7 @@ class OPTLM(RegionLM):
         after each input (B, V), float32."""
         with self.autocast():
             inputs_embeds, mask = self.embed(batch, max_text_tokens, padding_side="left")
+            self._check_positions(int(mask.sum(1).max()), "scoring")
             out = self.model.model.decoder(
                 inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=True, return_dict=True
             )
@@ -293,6 +306,7 @@ class OPTLM(RegionLM):
         out = torch.empty((rows, count), dtype=torch.float32, device=device)
         for b, c in pairs:  # the first token comes from the prefix's last position
             out[b, c] = -first[b, ids[table[b][c]][0]]
+        self._check_positions(int(mask.sum(1).max()) + max(len(t) for t in ids.values()), "scoring")
         longest = max(len(t) for t in ids.values()) - 1  # tokens after the first
         step = max(1, self.token_budget // max(longest, 1))
         for start in range(0, len(pairs) if longest else 0, step):
@@ -354,6 +368,7 @@ class OPTLM(RegionLM):
                 rows.append(torch.cat([prefix, embed(target_ids).to(prefix.dtype)]) if target else prefix)
                 labels.append(torch.cat([torch.full((prefix.shape[0],), -100, device=device), target_ids]))
             inputs_embeds, attention_mask = self._pad(rows, "right")
+            self._check_positions(int(attention_mask.sum(1).max()), "the training input")
             label_table = torch.full(attention_mask.shape, -100, dtype=torch.long, device=device)
             for i, row in enumerate(labels):
                 label_table[i, : row.shape[0]] = row
