@@ -1,5 +1,6 @@
 """The consumer matrix on `blip2_opt_region`: the model-agnostic tests of the predictor, the
-chat, VCR, RIS and the demo API, re-run on the tiny OPT model, plus the CLI's `--model`.
+chat, VCR, RIS, the demo API and the one scoring path, re-run on the tiny OPT model, plus the
+CLI's `--model`.
 
 Each test function imported below is collected again in this module and runs with THIS
 module's fixtures (`predictor`, `tiny_model`, `server`, `client`: the tiny OPT model), so the
@@ -28,6 +29,7 @@ REUSED = {  # test module -> the tests (and the data fixtures they need) re-run 
     "test_vcr_task": ["synthetic", "datasets", "test_rank_always_gives_a_valid_choice",
                       "test_test_split_gets_predictions_but_no_accuracies"],
     "test_ris_task": ["data", "test_single_process_evaluation"],
+    "test_one_path": ["test_every_consumer_scores_a_pair_alike"],
     "test_demo_api": ["test_operations_match_the_predictor_and_chat_in_process",
                       "test_a_region_added_as_point_text_is_stored_and_read_as_given",
                       "test_segment_scores_the_expression_as_the_ris_evaluation"],
