@@ -39,7 +39,8 @@ REUSED = {  # test module -> the tests (and the data fixtures they need) re-run 
 def _reuse(module_name: str, names: list[str]) -> None:
     """Put `names` of tests/<module_name>.py into this module (pytest runs in importlib mode:
     the test folder is not on sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"_opt_reuse_{module_name}", Path(__file__).with_name(f"{module_name}.py"))
+    path = Path(__file__).with_name(f"{module_name}.py")
+    spec = importlib.util.spec_from_file_location(f"_opt_reuse_{module_name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name in names:
@@ -114,7 +115,8 @@ def test_cli_model_option_loads_opt(tmp_path, random_image, predictor):
     code, out, err = run("caption", *common, "--points", "[32 64] [37 62]", "--num-beams", "2",
                          "--max-new-tokens", "3", "--json")
     assert code == 0, err
-    assert json.loads(out)["results"][0]["caption"] == predictor.caption("[32 64] [37 62]", num_beams=2, max_new_tokens=3)
+    expected = predictor.caption("[32 64] [37 62]", num_beams=2, max_new_tokens=3)
+    assert json.loads(out)["results"][0]["caption"] == expected
     code, out, err = run("score", *common, "--points", "[32 64] [37 62]", "--text", "a dog", "--text", "red", "--json")
     assert code == 0, err
     losses = [row["loss"] for row in json.loads(out)["results"][0]["scores"]]

@@ -37,7 +37,8 @@ from torch import nn
 from lavis_regionvlm.models.lm.base import SCORE_REDUCTIONS, Candidates, Piece, RegionLM, candidate_rows
 from lavis_regionvlm.models.t5_numerics import T5Numerics
 
-CANDIDATE_TOKEN_BUDGET = 2048  # candidate tokens per scoring call (pairs x longest candidate): bounds the logits' memory
+# candidate tokens per scoring call (pairs x longest candidate): bounds the logits' memory
+CANDIDATE_TOKEN_BUDGET = 2048
 END_TEXT = "\n"  # the end of a target: LAVIS's `blip2_opt` trains `text + "\n"` and stops generating there
 
 __all__ = ["OPTLM", "OPTForRegionLM", "opt_numerics", "CANDIDATE_TOKEN_BUDGET", "END_TEXT"]
