@@ -13,8 +13,8 @@ target's tokens only, the "\\n" included; the soft prompt, BOS and prompt are ma
 Scoring (`score`), the fast path every caller uses: the prefix (soft prompt + prompt) of each
 input runs ONCE, left-padded, with the key/value cache on; its last position predicts every
 candidate's first token, and the cache, expanded over the candidates, serves the candidates'
-remaining tokens in one pass (rows = (input, candidate) pairs, at most `token_budget` candidate
-tokens per call). OPT's positions come from the attention mask (cumulative sum), so a
+remaining tokens in one pass (rows = (input, candidate) pairs; at most `token_budget` positions,
+pairs x (prefix + candidate tokens), per call: that bounds both the expanded cache and the logits). OPT's positions come from the attention mask (cumulative sum), so a
 left-padded prefix continued from its cache gives each candidate token the same position as in
 one unpadded pass.
 
@@ -37,8 +37,9 @@ from torch import nn
 from lavis_regionvlm.models.lm.base import SCORE_REDUCTIONS, Candidates, Piece, RegionLM, candidate_rows
 from lavis_regionvlm.models.t5_numerics import T5Numerics
 
-# candidate tokens per scoring call (pairs x longest candidate): bounds the logits' memory
-CANDIDATE_TOKEN_BUDGET = 2048
+# positions per scoring call, pairs x (prefix + longest candidate): bounds the memory of the cache
+# expanded over the pairs (OPT-2.7b fp16: about 10 KB per position and layer) and of the logits
+CANDIDATE_TOKEN_BUDGET = 4096
 END_TEXT = "\n"  # the end of a target: LAVIS's `blip2_opt` trains `text + "\n"` and stops generating there
 
 __all__ = ["OPTLM", "OPTForRegionLM", "opt_numerics", "CANDIDATE_TOKEN_BUDGET", "END_TEXT"]
@@ -119,7 +120,7 @@ class OPTLM(RegionLM):
         numerics: its input dtype and autocast (`opt_numerics`).
         max_target_tokens: targets and candidates are cut at this many tokens ("\\n"
             included): the model's `max_txt_len`.
-        token_budget: most candidate tokens (pairs x longest candidate) per scoring call.
+        token_budget: most positions, pairs x (prefix + longest candidate), per scoring call.
     """
 
     end_text = "</s>"
@@ -309,7 +310,7 @@ class OPTLM(RegionLM):
             out[b, c] = -first[b, ids[table[b][c]][0]]
         self._check_positions(int(mask.sum(1).max()) + max(len(t) for t in ids.values()), "scoring")
         longest = max(len(t) for t in ids.values()) - 1  # tokens after the first
-        step = max(1, self.token_budget // max(longest, 1))
+        step = max(1, self.token_budget // (mask.shape[1] + max(longest, 1)))
         for start in range(0, len(pairs) if longest else 0, step):
             chunk = pairs[start : start + step]
             tail = self._tails_nll(past, mask, chunk, [ids[table[b][c]] for b, c in chunk])
