@@ -175,13 +175,15 @@ def build_context(device: torch.device | str):
     return torch.device(device)
 
 
-def build_model(size: str, workdir: str | Path, device: torch.device | str = "cpu", **overrides):
-    """A `Blip2T5Region` in eval mode on `device`.
+def build_model(size: str, workdir: str | Path, device: torch.device | str = "cpu", arch: str = "blip2_t5_region",
+                **overrides):
+    """A `Blip2T5Region` (or the registered region model `arch`) in eval mode on `device`.
 
     size: "tiny" (the shipped model type, its YAML) or a `random_model.SIZES` preset (random
-    weights). On CUDA the precisions are LAVIS's (ViT fp16, T5 bf16 weights); on CPU and meta
-    fp32. overrides: further model arguments (e.g. `global_region_mode`).
+    weights; `blip2_t5_region` only). On CUDA the precisions are LAVIS's (ViT fp16, T5 bf16
+    weights); on CPU and meta fp32. overrides: further model arguments (e.g. `global_region_mode`).
     """
+    from lavis.common.registry import registry
     from omegaconf import OmegaConf
 
     from lavis_regionvlm.models import Blip2T5Region
@@ -192,8 +194,11 @@ def build_model(size: str, workdir: str | Path, device: torch.device | str = "cp
     precisions = {"vit_precision": "fp16", "t5_precision": "bf16"} if device.type == "cuda" else {}
     with build_context(device):
         if size == "tiny":
-            cfg = OmegaConf.load(Blip2T5Region.default_config_path("tiny")).model
-            model = Blip2T5Region.from_config(OmegaConf.merge(cfg, overrides))
+            model_cls = registry.get_model_class(arch)
+            cfg = OmegaConf.load(model_cls.default_config_path("tiny")).model
+            model = model_cls.from_config(OmegaConf.merge(cfg, overrides))
+        elif registry.get_model_class(arch) is not Blip2T5Region:
+            raise ValueError(f"size {size!r} is built for blip2_t5_region only; {arch} has 'tiny'")
         else:
             model = build_sized_model(size, Path(workdir) / size, **precisions, **overrides)
             # The random sizes borrow the tiny BERT tokenizer (351 tokens); give the Q-Former the

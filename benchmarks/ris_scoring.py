@@ -77,7 +77,8 @@ class Setup:
     atts: torch.Tensor = None
 
     @classmethod
-    def make(cls, model, proposals: int, draws: int, expressions: int, device) -> "Setup":
+    def make(cls, model, proposals: int, draws: int, expressions: int, device, floor: bool = True) -> "Setup":
+        """floor: also run the floor's T5 encoder (T5 builds only; False for ours vs naive)."""
         from lavis_regionvlm.models.qformer_cached import shared_image_query_outputs
 
         device = torch.device(device)
@@ -88,7 +89,8 @@ class Setup:
             with model.qformer_precision():  # ours' Q-Former: equal to the stock pass up to rounding, faster
                 queries = shared_image_query_outputs(model, setup.embeds, setup.texts)
             setup.region = model.lm_projection(queries)
-            setup.hidden, setup.atts = setup.floor_encoder()
+            if floor:
+                setup.hidden, setup.atts = setup.floor_encoder()
         return setup
 
     @property
@@ -142,16 +144,48 @@ class Setup:
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")
         return nll.sum(1) / tokens.attention_mask.sum(1)
 
-    def warm_up(self, rows: int = 2) -> None:
+    def warm_up(self, rows: int = 2, floor: bool = True) -> None:
         """Every path once on a few rows (allocator, kernel and tokenizer set-up)."""
         from lavis_regionvlm.ris.scoring import naive_expression_nll
 
         with torch.inference_mode():
             self.ours(rows=rows)
-            self.floor_qformer(rows)
-            self.floor_encoder(rows)
-            self.floor_decoder(rows)
+            if floor:
+                self.floor_qformer(rows)
+                self.floor_encoder(rows)
+                self.floor_decoder(rows)
             naive_expression_nll(self.model, self.image, self.texts[:1], self.expressions[:1])
+
+
+class NaiveTimer:
+    """The naive loop on a few random (row, expression) pairs, a chunk per call (one per round):
+    `per_pair` (seconds per pair of each call) and `scores` ((row, expression) -> NLL)."""
+
+    def __init__(self, setup: Setup, naive_pairs: int, rounds: int):
+        pairs = [(r, e) for r in range(setup.rows) for e in range(len(setup.expressions))]
+        chosen = np.random.default_rng(1).choice(len(pairs), min(max(naive_pairs, rounds), len(pairs)), replace=False)
+        self.setup, self.chunks = setup, [[pairs[i] for i in chosen[k::rounds]] for k in range(rounds)]
+        self.scores: dict = {}
+        self.per_pair: list[float] = []
+
+    def __call__(self) -> None:
+        from lavis_regionvlm.ris.scoring import naive_expression_nll
+
+        s = self.setup
+        chunk = self.chunks[len(self.per_pair) % len(self.chunks)]
+        start = time.perf_counter()
+        for r, e in chunk:
+            self.scores[r, e] = float(naive_expression_nll(s.model, s.image, [s.texts[r]], [s.expressions[e]])[0, 0])
+        common.sync(s.device)
+        self.per_pair.append((time.perf_counter() - start) / len(chunk))
+
+    @property
+    def timed(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+    def max_abs_diff(self, ours: torch.Tensor) -> float:
+        ours = ours.float().cpu()
+        return max(abs(v - float(ours[r, e])) for (r, e), v in self.scores.items())
 
 
 def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions: int = 3, naive_pairs: int = 3,
@@ -162,25 +196,11 @@ def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions:
     new shape pay one-time set-up); False runs them on two rows only (large models, where one
     call takes seconds and the set-up is a small part of it).
     """
-    from lavis_regionvlm.ris.scoring import naive_expression_nll
-
     s = Setup.make(model, proposals, draws, expressions, device)
     rows, count = s.rows, len(s.expressions)
     text_ids = model.tokenizer(s.texts, truncation=True, max_length=model.region_max_len).input_ids
-    pairs = [(r, e) for r in range(rows) for e in range(count)]
-    chosen = np.random.default_rng(1).choice(len(pairs), min(max(naive_pairs, rounds), len(pairs)), replace=False)
-    chunks = [[pairs[i] for i in chosen[k::rounds]] for k in range(rounds)]
-    naive_scores: dict = {}
-    naive_per_pair: list[float] = []
+    naive_chunk = NaiveTimer(s, naive_pairs, rounds)
     parts: list[dict] = []
-
-    def naive_chunk() -> None:
-        chunk = chunks[len(naive_per_pair) % len(chunks)]
-        start = time.perf_counter()
-        for r, e in chunk:
-            naive_scores[r, e] = float(naive_expression_nll(model, s.image, [s.texts[r]], [s.expressions[e]])[0, 0])
-        common.sync(s.device)
-        naive_per_pair.append((time.perf_counter() - start) / len(chunk))
 
     s.warm_up()
     if full_warmup:
@@ -203,7 +223,7 @@ def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions:
         "rounds": rounds,
         "ours_s": stats["ours"]["s"], "ours_parts": ours_parts,
         "floor_s": sum(floor_parts.values()), "floor_parts": floor_parts,
-        "naive_pair_s": common.median(naive_per_pair), "naive_pairs_timed": sum(len(c) for c in chunks),
+        "naive_pair_s": common.median(naive_chunk.per_pair), "naive_pairs_timed": naive_chunk.timed,
     }
     out["naive_s"] = out["naive_pair_s"] * rows * count
     out["expr_per_s"] = {k: count / out[f"{k}_s"] for k in ("ours", "floor", "naive")}
@@ -215,9 +235,45 @@ def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions:
         "naive": stats["naive"]["delta_mib"],
         "process_peak": max(v["peak_mib"] for v in stats.values()),
     }
-    ours = results["ours"].float().cpu()
-    out["max_abs_diff_naive"] = max(abs(v - float(ours[r, e])) for (r, e), v in naive_scores.items())
+    out["max_abs_diff_naive"] = naive_chunk.max_abs_diff(results["ours"])
     return out
+
+
+def bench_vs_naive(model, size: str, *, proposals: int = 20, draws: int = 5, expressions: int = 3,
+                   naive_pairs: int = 3, rounds: int = 3, device: str = "cpu") -> dict:
+    """Ours (`encode_image` + `point_text_nll`, through `model.lm.score`) against the naive
+    per-pair loop, for any region model (no floor: that one calls FlanT5 directly). For
+    `blip2_opt_region` ours runs each row's prefix (soft prompt + BOS) once and continues every
+    expression from its KV cache; naive runs the whole model per (row, expression)."""
+    s = Setup.make(model, proposals, draws, expressions, device, floor=False)
+    naive_chunk = NaiveTimer(s, naive_pairs, rounds)
+    parts: list[dict] = []
+    s.warm_up(floor=False)
+    with torch.inference_mode():
+        s.ours()
+        stats, results = common.measure({"ours": lambda: s.ours(parts), "naive": naive_chunk}, rounds, s.device,
+                                        warmup=False)
+    rows, count = s.rows, len(s.expressions)
+    out = {"model": type(model).registry_name(), "size": size, "device": str(s.device),
+           "params_m": round(common.parameter_count(model) / 1e6, 1), "proposals": proposals, "draws": draws,
+           "rows": rows, "expressions": count, "rounds": rounds,
+           "target_tokens": float(np.mean([model.lm.count_tokens([e]) for e in s.expressions])),
+           "ours_s": stats["ours"]["s"], "ours_parts": {k: common.median([p[k] for p in parts]) for k in parts[0]},
+           "naive_pair_s": common.median(naive_chunk.per_pair), "naive_pairs_timed": naive_chunk.timed,
+           "memory_mib": {"ours": stats["ours"]["delta_mib"], "naive": stats["naive"]["delta_mib"]}}
+    out["naive_s"] = out["naive_pair_s"] * rows * count
+    out["expr_per_s"] = {k: count / out[f"{k}_s"] for k in ("ours", "naive")}
+    out["naive_over_ours"] = out["naive_s"] / out["ours_s"]
+    out["max_abs_diff_naive"] = naive_chunk.max_abs_diff(results["ours"])
+    return out
+
+
+def report_vs_naive(r: dict) -> str:
+    """One line: a model's ours vs naive."""
+    return (f"== {r['model']} {r['size']} ({r['params_m']}M params, {r['device']}): P {r['proposals']} x R {r['draws']}"
+            f" x E {r['expressions']}: ours {r['ours_s']:.3f} s/image ({r['expr_per_s']['ours']:.3f} expr/s) | naive "
+            f"{r['naive_s']:.2f} s ({r['naive_pair_s']:.3f}/pair, {r['expr_per_s']['naive']:.4f} expr/s); naive/ours "
+            f"{r['naive_over_ours']:.1f}x; max |naive - ours| {r['max_abs_diff_naive']:.1e}")
 
 
 def sweep(model, size: str, *, base: tuple[int, int, int] = (20, 5, 3), proposals=(5, 20, 40), draws=(1, 5, 10),

@@ -1,5 +1,6 @@
-"""Run every benchmark and print one table: RIS scoring, training step, chat, fast paths, data
-preparation, and the cost model of a full RefCOCO val evaluation.
+"""Run every benchmark and print one table: RIS scoring (FlanT5, and the tiny OPT model's fast path
+against its naive loop), training step, chat, fast paths, data preparation, and the cost model of
+a full RefCOCO val evaluation.
 
     python benchmarks/run.py [--quick | --smoke] [--json PATH] [--threads N]
     python benchmarks/run.py --device cuda --full-size [--json PATH]     # a GPU machine (benchmarks/gpu.sh)
@@ -43,6 +44,8 @@ def plan(mode: str, full_size: bool) -> dict:
     if mode == "smoke":
         return {"rounds": 1,
                 "ris": [{"size": "tiny", "proposals": 4, "draws": 2, "expressions": 2, "naive_pairs": 1}],
+                "ris_lm": [{"arch": "blip2_opt_region", "size": "tiny", "proposals": 4, "draws": 2, "expressions": 2,
+                            "naive_pairs": 1}],
                 "sweep": {"size": "tiny", "base": (4, 2, 2), "proposals": (2,), "draws": (1,), "expressions": (1,)},
                 "train": [{"size": "tiny", "batch": 2}],
                 "chat": [{"size": "tiny", "max_new_tokens": 3, "num_beams": 2}],
@@ -55,6 +58,8 @@ def plan(mode: str, full_size: bool) -> dict:
     # the tiny model's calls take milliseconds and other jobs' load jitters them: more rounds
     out = {"rounds": rounds,
            "ris": [{"size": "tiny", **target, "naive_pairs": 10, "rounds": 5}],
+           # the other language model's fast path against its naive loop, beside the T5 row
+           "ris_lm": [{"arch": "blip2_opt_region", "size": "tiny", **target, "naive_pairs": 10, "rounds": 5}],
            "sweep": {"size": "tiny", "base": TARGETS["target_config"], "proposals": (5, 20, 40), "draws": (1, 5, 10),
                      "expressions": (1, 3, 10)},
            "train": [{"size": "tiny", "batch": 8, "rounds": 9}],
@@ -106,7 +111,16 @@ def section_ris(p: dict, device: str, workdir: str) -> dict:
             sweep = ris_scoring.sweep(model, size, rounds=p["rounds"], device=device, naive_pair_s=row["naive_pair_s"],
                                       **s)
         del model
-    return {"ris": rows, "ris_sweep": sweep}
+    lm_rows = []
+    for spec in p.get("ris_lm", []):
+        spec = dict(spec)
+        size, arch = spec.pop("size"), spec.pop("arch")
+        spec.setdefault("rounds", p["rounds"])
+        model = common.build_model(size, workdir, device, arch=arch)
+        lm_rows.append(ris_scoring.bench_vs_naive(model, size, device=device, **spec))
+        print(ris_scoring.report_vs_naive(lm_rows[-1]), flush=True)
+        del model
+    return {"ris": rows, "ris_sweep": sweep, "ris_lm": lm_rows}
 
 
 def section_train(p: dict, device: str, workdir: str) -> dict:
@@ -219,6 +233,8 @@ def ratios(results: dict) -> dict:
     return {
         "ris": {r["size"]: {"naive_over_ours": r["naive_over_ours"], "ours_over_floor": r["ours_over_floor"]}
                 for r in results["ris"]},
+        "ris_lm": {f"{r['model']} {r['size']}": {"naive_over_ours": r["naive_over_ours"]}
+                   for r in results.get("ris_lm", [])},
         "train_overhead": {r["size"]: r["overhead"] for r in results["train"]},
         "chat_cold_over_cached": {r["size"]: r["cold_over_cached"] for r in results["chat"]},
         "cost_model": {"a100_official_over_ours": results["cost_model"]["a100"]["official_over_ours"],
@@ -268,6 +284,19 @@ def table(results: dict) -> str:
                      f"{r['expressions']} | {e['ours']:.3f} | {e['floor']:.3f} | {e['naive']:.5f} | "
                      f"{r['naive_over_ours']:.1f}x | {r['ours_over_floor']:.2f} | {m['ours']:.0f} / {m['floor']:.0f} / "
                      f"{m['naive']:.0f} | {r['max_abs_diff_naive']:.1e} |")
+    if results.get("ris_lm"):
+        lines += ["", "### Per language model (ours through `model.lm.score` vs the naive per-pair loop; "
+                      "expressions/s)", "",
+                  "| model | size | P x R x E | ours | naive | naive/ours | max abs(naive - ours) |",
+                  "|---|---|---|---|---|---|---|"]
+        same = [(r["size"], r["proposals"], r["draws"], r["expressions"]) for r in results["ris_lm"]]
+        t5 = [dict(r, model="blip2_t5_region") for r in results["ris"]
+              if (r["size"], r["proposals"], r["draws"], r["expressions"]) in same]
+        for r in t5 + results["ris_lm"]:
+            e = r["expr_per_s"]
+            lines.append(f"| {r['model']} | {r['size']} ({r['params_m']:.0f}M) | {r['proposals']} x {r['draws']} x "
+                         f"{r['expressions']} | {e['ours']:.3f} | {e['naive']:.5f} | {r['naive_over_ours']:.1f}x | "
+                         f"{r['max_abs_diff_naive']:.1e} |")
     if results.get("ris_sweep"):
         lines += ["", f"### Cost growth ({results['ris_sweep'][0]['size']}; seconds per image; naive = measured "
                       "per-pair time x P x R x E)", "",

@@ -71,13 +71,18 @@ def caption_scores(eval_dir: Path) -> tuple[list[float], dict]:
     return [100.0 * total / len(records) for total in totals], metrics["val"]
 
 
-def trained_tiny_model(checkpoint: str | Path):
-    """The `tiny` model as `train_tiny.yaml` builds it, in eval mode, with the trained
-    weights of a runner checkpoint."""
-    from lavis_regionvlm.models import Blip2T5Region
+def trained_tiny_model(checkpoint: str | Path, project: str | Path | None = None):
+    """The `tiny` model as a training YAML builds it (default `train_tiny.yaml`; its
+    `model.arch` says which model, e.g. `train_tiny_opt.yaml`: `blip2_opt_region`), in eval
+    mode, with the trained weights of a runner checkpoint."""
+    from lavis.common.registry import registry
 
-    base = OmegaConf.load(Blip2T5Region.default_config_path("tiny")).model
-    model = Blip2T5Region.from_config(OmegaConf.merge(base, OmegaConf.load(PROJECT / "train_tiny.yaml").model))
+    import lavis_regionvlm.models  # noqa: F401  (registers the models)
+
+    trained = OmegaConf.load(Path(project) if project else PROJECT / "train_tiny.yaml").model
+    model_cls = registry.get_model_class(trained.arch)
+    base = OmegaConf.load(model_cls.default_config_path("tiny")).model
+    model = model_cls.from_config(OmegaConf.merge(base, trained))
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
     return model.eval()
 

@@ -22,7 +22,8 @@ its import below.
 from lavis_regionvlm_autoload import quiet_import_warnings
 
 with quiet_import_warnings():  # the first `import lavis` may happen here (no start-up hook)
-    # models: blip2_t5_region (also listed in LAVIS's model_zoo)
+    # models: blip2_t5_region, blip2_opt_region (also listed in LAVIS's model_zoo)
+    import lavis_regionvlm.models.blip2_opt_region  # noqa: F401
     import lavis_regionvlm.models.blip2_t5_region  # noqa: F401
     # dataset builders: localized_narratives, vg_region, global_caption, region_global_mix
     import lavis_regionvlm.datasets.builders  # noqa: F401

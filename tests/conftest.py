@@ -114,9 +114,9 @@ def scene_png(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_server():
-    """A function (**DemoConfig fields) -> a running demo server on 127.0.0.1 and a free
-    port, around the tiny model: a namespace with `url` and `predictor` (its base
-    predictor). Servers stop at the end of the module."""
+    """A function (model="blip2_t5_region", **DemoConfig fields) -> a running demo server on
+    127.0.0.1 and a free port, around that model's `tiny` type: a namespace with `url` and
+    `predictor` (its base predictor). Servers stop at the end of the module."""
     from types import SimpleNamespace
 
     from lavis_regionvlm.demo import DemoConfig, create_app, start_server
@@ -124,8 +124,8 @@ def demo_server():
 
     running = []
 
-    def start(**config):
-        predictor = RegionPredictor.from_pretrained("tiny")
+    def start(model: str = "blip2_t5_region", **config):
+        predictor = RegionPredictor.from_pretrained("tiny", name=model)
         server = start_server(create_app(predictor, DemoConfig(**config)))
         running.append(server)
         return SimpleNamespace(url=server.url, predictor=predictor)

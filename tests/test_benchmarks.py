@@ -41,6 +41,10 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert set(ris["memory_mib"]) == {"ours", "floor", "naive", "process_peak"} and positive(ris["memory_mib"]["process_peak"])
     assert ris["max_abs_diff_naive"] < 1e-3  # fp32 tiny: ours and the official loop agree
     assert all(positive(r["ours_s"]) and positive(r["floor_s"]) for r in data["ris_sweep"])
+    (opt,) = data["ris_lm"]  # the OPT model's fast path beside its naive loop
+    assert opt["model"] == "blip2_opt_region" and positive(opt["naive_over_ours"]) and positive(opt["ours_s"])
+    assert opt["max_abs_diff_naive"] < 1e-3
+    assert "### Per language model" in completed.stdout and "| blip2_opt_region | tiny" in completed.stdout
 
     train = data["train"][0]
     for key in ("ours_s", "stock_s"):
@@ -59,7 +63,7 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert abs(cost["full_size"]["counts"]["vit"]["flops"] / 1e12 - cost["full_size"]["vit_formula_tflops"]) < 0.01
 
     ratios = data["ratios"]
-    assert set(ratios) == {"ris", "train_overhead", "chat_cold_over_cached", "cost_model"}
+    assert set(ratios) == {"ris", "ris_lm", "train_overhead", "chat_cold_over_cached", "cost_model"}
     assert positive(ratios["ris"]["tiny"]["naive_over_ours"]) and positive(ratios["ris"]["tiny"]["ours_over_floor"])
     assert math.isfinite(ratios["train_overhead"]["tiny"])
     assert positive(ratios["chat_cold_over_cached"]["tiny"])

@@ -233,7 +233,9 @@ def test_session_store_drops_least_recently_used_and_idle_sessions(scene_png):
     assert store.get(c.id) is c
 
 
-def test_demo_binds_localhost_by_default_and_the_cli_serves(scene_png):
+@pytest.mark.parametrize("model", ["blip2_t5_region", "blip2_opt_region"])
+def test_demo_binds_localhost_by_default_and_the_cli_serves(scene_png, model):
+    """`regionvlm demo --model NAME` serves that model (its answer is the local predictor's)."""
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -242,8 +244,8 @@ def test_demo_binds_localhost_by_default_and_the_cli_serves(scene_png):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "lavis_regionvlm.cli", "demo", "--model-type", "tiny", "--port", "0",
-         "--sam-type", "tiny"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [sys.executable, "-m", "lavis_regionvlm.cli", "demo", "--model", model, "--model-type", "tiny", "--port", "0",
+         "--sam-type", "tiny", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
         lines = []
@@ -258,7 +260,9 @@ def test_demo_binds_localhost_by_default_and_the_cli_serves(scene_png):
             assert info["model_type"] == "tiny" and info["segmentation"] is True
             sid = upload(http, scene_png)["session"]
             answer = http.post(f"/api/sessions/{sid}/ask", json={"question": "what is it?"}).json()["answer"]
-            assert isinstance(answer, str)
+        local = RegionPredictor.from_pretrained("tiny", name=model)
+        local.set_image(scene_png)
+        assert answer == local.ask("what is it?")
     finally:
         process.terminate()
         process.wait(30)

@@ -39,8 +39,8 @@ def lavis_config(path: Path, *options: str):
 # ---------------------------------------------------------------- LAVIS's train.py loop
 
 
-def test_there_are_thirteen_eval_projects():
-    assert len(EVAL_CONFIGS) == 13, [p.name for p in EVAL_CONFIGS]
+def test_there_are_fifteen_eval_projects():  # 13 for FlanT5, the synthetic RIS and VCR ones for OPT
+    assert len(EVAL_CONFIGS) == 15, [p.name for p in EVAL_CONFIGS]
 
 
 @pytest.mark.parametrize("path", EVAL_CONFIGS, ids=[p.name for p in EVAL_CONFIGS])
@@ -194,6 +194,8 @@ def test_model_zoo_lists_the_plugin_in_a_fresh_process():
     assert done.returncode == 0, done.stderr[-2000:]
     line = next(l for l in done.stdout.splitlines() if l.startswith("blip2_t5_region"))
     assert line.split(None, 1)[1] == "tiny, pretrain_flant5xl, regionvlm_flant5xl, pretrain_flant5xxl, regionvlm_flant5xxl"
+    line = next(l for l in done.stdout.splitlines() if l.startswith("blip2_opt_region"))
+    assert line.split(None, 1)[1] == "tiny, pretrain_opt2.7b, pretrain_opt6.7b"
 
 
 def test_hook_check_command_says_active_or_what_to_fix():

@@ -39,7 +39,7 @@ def test_every_consumer_scores_a_pair_alike(predictor, prompt):
     same numbers for the same (region, prompt, text); a prompt longer than `max_txt_len` tokens
     is read whole by all of them (`max_prompt_tokens` None)."""
     model = predictor.model
-    assert len(model.t5_tokenizer(LONG_PROMPT).input_ids) > model.max_txt_len
+    assert model.lm.count_tokens([LONG_PROMPT]) > model.max_txt_len
     embeds = predictor.image_embeds
     with torch.inference_mode():
         ours = predictor.score(TEXTS, REGION, prompt=prompt)

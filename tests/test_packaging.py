@@ -48,6 +48,11 @@ def test_regular_wheel_installs_the_hook_the_package_and_its_files(clean_copy, t
         "lavis_regionvlm/assets/tiny/bert/vocab.txt",
         "lavis_regionvlm/assets/tiny/t5/tokenizer.json",
         "lavis_regionvlm/models/blip2_t5_region.py",
+        "lavis_regionvlm/configs/models/blip2_opt_region_tiny.yaml",
+        "lavis_regionvlm/assets/tiny/opt/vocab.json",
+        "lavis_regionvlm/assets/tiny/opt/merges.txt",
+        "lavis_regionvlm/assets/tiny/opt/config.json",
+        "lavis_regionvlm/models/lm/opt.py",
     ):
         assert shipped in names, shipped
 

@@ -51,7 +51,7 @@ def test_stock_load_model_and_preprocess_sees_the_plugin_in_a_fresh_process():
 
 
 PLUGIN_NAMES = {
-    "model": ["blip2_t5_region"],
+    "model": ["blip2_t5_region", "blip2_opt_region"],
     "builder": ["localized_narratives", "vg_region", "global_caption", "region_global_mix", "refcoco_ris", "vcr"],
     "task": ["region_captioning", "zero_shot_ris", "zero_shot_vcr", "captioning_offline"],
     "processor": ["region_image_train", "region_points"],

@@ -6,14 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lavis_regionvlm.ris.refer import load_split
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def test_proposals_then_two_rank_runner_evaluation_counts_every_expression_once(prepared_synthetic_workdir):
-    workdir = prepared_synthetic_workdir("ris_runner", 40)
+@pytest.mark.parametrize("project", ["ris_synthetic_tiny", "ris_synthetic_tiny_opt"])
+def test_proposals_then_two_rank_runner_evaluation_counts_every_expression_once(prepared_synthetic_workdir, project):
+    """Both models' project YAMLs (blip2_t5_region, blip2_opt_region)."""
+    workdir = prepared_synthetic_workdir(project, 40)
     subprocess.run(
         [sys.executable, "-m", "lavis_regionvlm.ris.proposals",
          "--config", str(REPO / "projects/regionvlm/ris_proposals_synthetic_tiny.yaml")],
@@ -21,7 +25,7 @@ def test_proposals_then_two_rank_runner_evaluation_counts_every_expression_once(
     )
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "lavis_regionvlm.evaluate", "--cfg-path", str(REPO / "projects/regionvlm/ris_synthetic_tiny.yaml"),
+         "-m", "lavis_regionvlm.evaluate", "--cfg-path", str(REPO / f"projects/regionvlm/{project}.yaml"),
          "--options", "run.test_splits=[val]"],
         cwd=workdir, env=ENV, capture_output=True, text=True, timeout=600,
     )
@@ -29,7 +33,7 @@ def test_proposals_then_two_rank_runner_evaluation_counts_every_expression_once(
     expected = sorted(
         e.id for image in load_split(workdir / "data/synthetic/refcoco", "unc", "val") for e in image.expressions
     )
-    merged = list((workdir / "output/ris_synthetic_tiny/eval/result").glob("val_*.json"))
+    merged = list((workdir / f"output/{project}/eval/result").glob("val_*.json"))
     records = [r for path in merged if "rank" not in path.name and "metrics" not in path.name
                for r in json.loads(path.read_text())]
     assert sorted(r["id"] for r in records) == expected

@@ -15,6 +15,8 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_YAML = REPO / "projects/regionvlm/train_tiny.yaml"
+TRAIN_YAMLS = {"blip2_t5_region": (TRAIN_YAML, "regionvlm_tiny"),  # yaml, output folder
+               "blip2_opt_region": (REPO / "projects/regionvlm/train_tiny_opt.yaml", "regionvlm_tiny_opt")}
 RECIPES = {"train.yaml": "each a region sample with probability 0.6",  # the authors' recipe
            "train_variant.yaml": "groups of 1 region + 1 global samples"}  # ours
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -26,19 +28,19 @@ def workdir(prepared_synthetic_workdir):
     return prepared_synthetic_workdir("train", 60)
 
 
-def train_command(job_id: str, *options: str) -> list[str]:
+def train_command(job_id: str, *options: str, yaml: Path = TRAIN_YAML) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "lavis_regionvlm.train", "--cfg-path", str(TRAIN_YAML), "--options",
+        "-m", "lavis_regionvlm.train", "--cfg-path", str(yaml), "--options",
         f"run.job_id={job_id}", "run.batch_size_train=2", "run.num_workers=0",
         "run.warmup_steps=3", "run.checkpoint_every_iters=2", "run.valid_splits=[]",
         "run.cpu_threads=1", *options,
     ]
 
 
-def run_training(workdir, job_id, *options, timeout=420) -> str:
+def run_training(workdir, job_id, *options, timeout=420, yaml: Path = TRAIN_YAML) -> str:
     result = subprocess.run(
-        train_command(job_id, *options), cwd=workdir, env=ENV, capture_output=True, text=True,
+        train_command(job_id, *options, yaml=yaml), cwd=workdir, env=ENV, capture_output=True, text=True,
         timeout=timeout,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -49,17 +51,21 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_two_rank_gloo_training_writes_checkpoints_and_resumes(workdir):
-    log = run_training(workdir, "resume", "run.max_epoch=1")
-    out = workdir / "output/regionvlm_tiny/resume"
+@pytest.mark.parametrize("arch", sorted(TRAIN_YAMLS))
+def test_two_rank_gloo_training_writes_checkpoints_and_resumes(workdir, arch):
+    yaml, folder = TRAIN_YAMLS[arch]
+    log = run_training(workdir, "resume", "run.max_epoch=1", yaml=yaml)
+    out = workdir / f"output/{folder}/resume"
     first = load(out / "checkpoint_0.pth")
     assert first["epoch"] == 1 and first["iters_done"] == 0
     assert "samples/s" in log and "eta" in log
     trainable = set(first["model"])
     assert any(k.startswith("Qformer.bert.embeddings.word_embeddings") for k in trainable)
     assert len(first["rng_states"]) == 2  # one per rank
+    lm_prefix = {"blip2_t5_region": "t5_model.", "blip2_opt_region": "opt_model."}[arch]
+    assert any(k.startswith(lm_prefix) for k in trainable)  # the quick-start recipe trains the LM too
 
-    log = run_training(workdir, "resume", "run.max_epoch=2", "run.resume_ckpt_path=auto")
+    log = run_training(workdir, "resume", "run.max_epoch=2", "run.resume_ckpt_path=auto", yaml=yaml)
     assert "Resumed from" in log and "at epoch 1, iteration 0" in log
     second = load(out / "checkpoint_1.pth")
     assert second["epoch"] == 2

@@ -124,11 +124,12 @@ def test_test_split_gets_predictions_but_no_accuracies(tiny_model, datasets, tmp
 
 
 @pytest.mark.slow  # about 50 s: two processes load LAVIS
-def test_runner_two_processes_writes_each_question_once(synthetic, tmp_path):
+@pytest.mark.parametrize("project", ["vcr_synthetic_tiny", "vcr_synthetic_tiny_opt"])  # T5, OPT
+def test_runner_two_processes_writes_each_question_once(synthetic, tmp_path, project):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "lavis_regionvlm.evaluate", "--cfg-path", str(ROOT / "projects/regionvlm/vcr_synthetic_tiny.yaml"),
+        "-m", "lavis_regionvlm.evaluate", "--cfg-path", str(ROOT / f"projects/regionvlm/{project}.yaml"),
         "--options", f"datasets.vcr.build_info.ann_dir={synthetic}",
         f"datasets.vcr.build_info.images={synthetic / 'vcr1images'}", f"run.output_dir={tmp_path / 'out'}",
         "run.batch_size_eval=2",

@@ -9,10 +9,14 @@ package builds its test model with no download:
   for the Q-Former;
 - `t5/`: a SentencePiece BPE model trained on a small generated corpus (so the
   corpus words are single tokens and captions decode in few steps), its
-  fast-tokenizer JSON, and a small `T5Config`.
+  fast-tokenizer JSON, and a small `T5Config`;
+- `opt/`: a byte-level BPE (GPT-2 style, as OPT's) trained with the `tokenizers`
+  library on the same corpus, saved as `vocab.json` + `merges.txt` for OPT's
+  (slow, as LAVIS loads it) `GPT2Tokenizer` with OPT's special tokens (`<s>` 0,
+  `<pad>` 1, `</s>` 2 the BOS/EOS, `<unk>` 3), and a small `OPTConfig`.
 
 Run `python -m lavis_regionvlm.assets.build_tiny_assets` to rebuild them.
-Training the SentencePiece model is deterministic for the same corpus.
+Training the SentencePiece model and the byte-level BPE is deterministic for the same corpus.
 """
 from __future__ import annotations
 
@@ -113,6 +117,74 @@ def t5_corpus() -> list[str]:
     return lines
 
 
+def opt_config(vocab_size: int) -> dict:
+    """A small OPT config (hidden 128, 2 decoder layers), OPT's special-token ids."""
+    return {
+        "architectures": ["OPTForCausalLM"],
+        "model_type": "opt",
+        "vocab_size": vocab_size,
+        "hidden_size": 128,
+        "word_embed_proj_dim": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "ffn_dim": 256,
+        "max_position_embeddings": 1024,  # room for the chat's default 512-token inputs and answers
+        "activation_function": "relu",
+        "do_layer_norm_before": True,
+        "enable_bias": True,
+        "dropout": 0.1,
+        "attention_dropout": 0.0,
+        "layerdrop": 0.0,
+        "init_std": 0.02,
+        "use_cache": True,
+        "tie_word_embeddings": True,
+        "pad_token_id": 1,
+        "bos_token_id": 2,
+        "eos_token_id": 2,
+    }
+
+
+OPT_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0-3, as OPT's vocabulary
+
+
+def write_opt(out: Path, vocab_size: int = 600) -> None:
+    """Train the byte-level BPE on `t5_corpus()` and write the GPT2Tokenizer files + config."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=OPT_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(t5_corpus(), trainer=trainer)
+    bpe.model.save(str(out))  # vocab.json, merges.txt
+    merges = out / "merges.txt"
+    lines = merges.read_text().splitlines()
+    if not lines or not lines[0].startswith("#version"):
+        merges.write_text("\n".join(["#version: 0.2"] + lines) + "\n")
+    tokenizer = GPT2Tokenizer(
+        vocab_file=str(out / "vocab.json"),
+        merges_file=str(out / "merges.txt"),
+        unk_token="<unk>",
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        add_bos_token=True,
+        add_prefix_space=False,
+    )
+    tokenizer.save_pretrained(str(out))
+    for extra in ("added_tokens.json",):
+        if (out / extra).exists():
+            (out / extra).unlink()
+    (out / "config.json").write_text(json.dumps(opt_config(len(tokenizer)), indent=2) + "\n")
+
+
 def write_bert(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     vocab = bert_vocab()
@@ -157,6 +229,7 @@ def main() -> None:
     args = parser.parse_args()
     write_bert(args.out / "bert")
     write_t5(args.out / "t5")
+    write_opt(args.out / "opt")
     print(f"wrote tiny tokenizer and config files to {args.out}")
 
 

@@ -11,7 +11,9 @@
     regionvlm demo    [--port 7860] [--sam-type vit_h --sam-checkpoint sam_vit_h_4b8939.pth]
     regionvlm projects [--out DIR [--force]]   (the LAVIS project YAMLs: list, or write into DIR)
 
-Common options: --model-type (default regionvlm_flant5xl; `tiny` for a quick offline try),
+Common options: --model (the registered model: blip2_t5_region, the default, or
+blip2_opt_region, RegionVLM on BLIP-2 OPT), --model-type (default regionvlm_flant5xl for
+blip2_t5_region, pretrain_opt2.7b for blip2_opt_region; `tiny` for a quick offline try),
 --checkpoint PATH, --device, --seed, --num-points, --quantize, --json, --debug.
 A region is `--region` (JSON text, or a path to a JSON file, in `Region.from_json`'s form) or
 `--points` (point text, integers 0..100); repeat them for several regions (one batch).
@@ -49,7 +51,9 @@ from lavis_regionvlm.interactive.predictor import ASK_PROMPT
 from lavis_regionvlm.projects.__main__ import add_arguments as add_project_arguments
 from lavis_regionvlm.projects.__main__ import run as run_projects
 
+DEFAULT_MODEL = "blip2_t5_region"
 DEFAULT_MODEL_TYPE = "regionvlm_flant5xl"
+DEFAULT_MODEL_TYPES = {"blip2_t5_region": DEFAULT_MODEL_TYPE, "blip2_opt_region": "pretrain_opt2.7b"}
 
 _PREDICTORS: dict[tuple, Any] = {}  # loaded models, reused by in-process calls of main()
 
@@ -152,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument("--debug", action="store_true",
                        help="on an unexpected error, show its traceback instead of one line")
-    model.add_argument("--model-type", default=DEFAULT_MODEL_TYPE,
-                       help=f"blip2_t5_region model type (default {DEFAULT_MODEL_TYPE}; 'tiny' needs no files)")
+    model.add_argument("--model", default=DEFAULT_MODEL,
+                       help=f"registered model name (default {DEFAULT_MODEL}; blip2_opt_region: BLIP-2 OPT)")
+    model.add_argument("--model-type", default=None,
+                       help=f"model type of --model (default {DEFAULT_MODEL_TYPE} for {DEFAULT_MODEL}, "
+                            f"{DEFAULT_MODEL_TYPES['blip2_opt_region']} for blip2_opt_region; 'tiny' needs no files)")
     model.add_argument("--checkpoint", help="fine-tuned checkpoint (path or URL) to load")
     model.add_argument("--device", type=_device_arg, default=None,
                        help="cpu, cuda, cuda:1, mps (default: cuda when available); checked to exist here")
@@ -183,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="longest answer in tokens (>= 1)")
 
     caption = commands.add_parser("caption", parents=[common, regions, generation], help="describe regions")
-    caption.add_argument("--prompt", default="", help='T5 text after the region (default "")')
+    caption.add_argument("--prompt", default="", help='language-model text after the region (default "")')
 
     ask = commands.add_parser("ask", parents=[common, regions, generation], help="answer a question about regions")
     ask.add_argument("--question", required=True)
@@ -193,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser("score", parents=[common, regions], help="LM loss of texts given regions")
     score.add_argument("--text", dest="texts", action="append", required=True, help="a candidate text (repeat)")
-    score.add_argument("--prompt", default="", help='T5 text after the region (default "")')
+    score.add_argument("--prompt", default="", help='language-model text after the region (default "")')
 
     segment = commands.add_parser("segment", parents=[common], help="segment the object an expression refers to")
     segment.add_argument("--expression", required=True)
@@ -318,15 +325,18 @@ def load_predictor(args):
     from lavis_regionvlm.models.checkpoints import CheckpointError
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    key = (args.model_type, device, args.checkpoint)
+    model_type = args.model_type or DEFAULT_MODEL_TYPES.get(args.model)
+    if model_type is None:
+        raise CliError(f"--model {args.model}: give its --model-type")
+    key = (args.model, model_type, device, args.checkpoint)
     if key not in _PREDICTORS:
         try:
-            _PREDICTORS[key] = RegionPredictor.from_pretrained(args.model_type, device, args.checkpoint)
+            _PREDICTORS[key] = RegionPredictor.from_pretrained(model_type, device, args.checkpoint, name=args.model)
         except CheckpointError as exc:
-            where = "--checkpoint" if args.checkpoint else f"model type {args.model_type!r}"
+            where = "--checkpoint" if args.checkpoint else f"model type {model_type!r}"
             raise CliError(f"{where}: {one_line(exc)}") from None
         except (ValueError, OSError) as exc:
-            raise CliError(f"cannot load model type {args.model_type!r}: {one_line(exc)}") from None
+            raise CliError(f"cannot load model type {model_type!r} of {args.model}: {one_line(exc)}") from None
     try:
         return _PREDICTORS[key].with_settings(seed=args.seed, num_points=args.num_points, quantize=args.quantize)
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""Models registered with LAVIS: `blip2_t5_region`.
+"""Models registered with LAVIS: `blip2_t5_region`, `blip2_opt_region`.
 
 LAVIS builds `lavis.models.model_zoo` (what `print(model_zoo)` lists) once, when
 `lavis.models` is imported, before any plugin registers; the plugin's architectures are
@@ -6,9 +6,10 @@ added to that object's table here.
 """
 from lavis.models import model_zoo
 
+from lavis_regionvlm.models.blip2_opt_region import Blip2OPTRegion
 from lavis_regionvlm.models.blip2_t5_region import Blip2T5Region
 
-__all__ = ["Blip2T5Region"]
+__all__ = ["Blip2T5Region", "Blip2OPTRegion"]
 
 
 def list_in_model_zoo(name: str, model_cls) -> None:
@@ -17,3 +18,4 @@ def list_in_model_zoo(name: str, model_cls) -> None:
 
 
 list_in_model_zoo("blip2_t5_region", Blip2T5Region)
+list_in_model_zoo("blip2_opt_region", Blip2OPTRegion)

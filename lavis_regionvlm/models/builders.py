@@ -1,4 +1,4 @@
-"""Build the three parts of BLIP-2 FlanT5 from config values, with no hidden download.
+"""Build the parts of BLIP-2 (ViT, Q-Former, FlanT5 or OPT) from config values, with no hidden download.
 
 LAVIS's `Blip2Base` hard-codes `bert-base-uncased` and the EVA ViT-g URL inside its
 constructors. These builders take every name as an argument: a hub name, a URL, a
@@ -180,6 +180,49 @@ def build_t5(
         model = T5ForConditionalGeneration.from_pretrained(t5_model, config=config)
     else:
         model = T5ForConditionalGeneration(config)
+    if dtype is not None:
+        model.to(dtype)
+    return tokenizer, model
+
+
+def build_opt(
+    opt_model: str,
+    init: str = "pretrained",
+    lean: bool = False,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
+):
+    """Return `(opt_tokenizer, opt_model)` as `Blip2OPT` builds them, from any name or folder.
+
+    The tokenizer is OPT's slow `GPT2Tokenizer` (`use_fast=False`, as LAVIS), the model
+    LAVIS's `OPTForCausalLM` with cached generation from embeddings (`lm.opt.OPTForRegionLM`).
+    `init="random"` builds the architecture of the folder's `config.json` with random weights
+    (the `tiny` model). lean: with `init="pretrained"`, build on the meta device in `dtype` and
+    stream the weight files into it on `device` (default CPU) instead (see `lean_load.py`);
+    same values. Without lean, `dtype` is applied after loading (LAVIS loads fp16).
+    """
+    from lavis.models.blip2_models.modeling_opt import OPTConfig
+    from transformers import AutoTokenizer
+
+    from lavis_regionvlm.models.lm.opt import OPTForRegionLM
+
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"opt_init must be 'pretrained' or 'random', got {init!r}")
+    opt_model = resolve_path(opt_model)
+    tokenizer = AutoTokenizer.from_pretrained(opt_model, use_fast=False)
+    config = OPTConfig.from_pretrained(opt_model)
+    if init == "pretrained" and lean:
+        config.name_or_path = opt_model  # as from_pretrained sets it
+        with meta_device():
+            model = OPTForRegionLM(config)
+        if dtype is not None:
+            model.to(dtype)  # on meta: sets the final dtype only
+        stream_hf_weights(model, opt_model, device or "cpu", what="OPT")
+        return tokenizer, model
+    if init == "pretrained":
+        model = OPTForRegionLM.from_pretrained(opt_model, config=config, torch_dtype=dtype)
+    else:
+        model = OPTForRegionLM(config)
     if dtype is not None:
         model.to(dtype)
     return tokenizer, model

@@ -244,8 +244,23 @@ def hf_weight_files(name_or_folder: str) -> list[str]:
     return list(files)
 
 
-def stream_hf_weights(model: nn.Module, name_or_folder: str, device: torch.device | str) -> None:
-    """Fill a meta-built Hugging Face model (T5) from its weight files, one file at a time,
+def with_base_prefix(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state_dict` with the model's `base_model_prefix` added to keys saved without it, as
+    `from_pretrained` reads them (OPT's hub files hold `decoder.*` for `model.decoder.*`)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    own = set(model.state_dict(keep_vars=True))
+    if not prefix:
+        return dict(state_dict)
+    return {
+        (f"{prefix}.{key}" if key not in own and f"{prefix}.{key}" in own else key): value
+        for key, value in state_dict.items()
+    }
+
+
+def stream_hf_weights(
+    model: nn.Module, name_or_folder: str, device: torch.device | str, what: str = "T5"
+) -> None:
+    """Fill a meta-built Hugging Face model (T5, OPT) from its weight files, one file at a time,
     and finish it as `from_pretrained` does (eval mode, generation config).
 
     Keys the model lacks are ignored, as `from_pretrained` ignores them; weights the files
@@ -254,9 +269,9 @@ def stream_hf_weights(model: nn.Module, name_or_folder: str, device: torch.devic
     files = hf_weight_files(name_or_folder)
     for path in files:
         state_dict, mapped = read_mapped(path)
-        assign_tensors(model, state_dict, device, mapped, path)
+        assign_tensors(model, with_base_prefix(model, state_dict), device, mapped, path)
         del state_dict
-    _check_complete(model, "T5", files)
+    _check_complete(model, what, files)
     model.eval()
     if model.can_generate():
         from transformers import GenerationConfig
