@@ -120,8 +120,9 @@ class RegionLM(abc.ABC):
         self, batch: Sequence[Sequence[Piece]], max_text_tokens: int | None = None, **generate_kwargs: Any
     ) -> list[str]:
         """Generate after each of B inputs: B * num_return_sequences strings, special tokens
-        removed, not stripped. generate_kwargs: Hugging Face `generate` keywords (num_beams,
-        max_new_tokens, min_length, length_penalty, do_sample, top_p, temperature, ...)."""
+        removed, as the stock model returns them (T5: as decoded; OPT: stripped, as LAVIS).
+        generate_kwargs: Hugging Face `generate` keywords (num_beams, max_new_tokens, min_length,
+        length_penalty, do_sample, top_p, temperature, ...)."""
 
     @abc.abstractmethod
     def score(

@@ -253,11 +253,12 @@ class OPTLM(RegionLM):
         return [self._decode(row) for row in outputs[:, text_ids.shape[1]:]]
 
     def _decode(self, ids: torch.Tensor) -> str:
-        """Generated ids -> text, up to (without) the first "\\n", special tokens removed."""
+        """Generated ids -> text, up to (without) the first "\\n", special tokens removed, stripped
+        (as LAVIS's `blip2_opt` returns it: OPT's byte-level BPE starts a word with its space)."""
         ids = ids.tolist()
         if self.end_token_id in ids:
             ids = ids[: ids.index(self.end_token_id)]
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
     def prefix(
         self, batch: Sequence[Sequence[Piece]], max_text_tokens: int | None = None
