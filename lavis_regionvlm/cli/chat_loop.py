@@ -1,7 +1,7 @@
 """`regionvlm chat`: a conversation read line by line from stdin (a terminal or a pipe).
 
 Lines starting with "/" are commands; any other non-blank line is a question, in which
-regions are referred to as [0], [1], ... `--layout` chooses how turns reach T5 (see
+regions are referred to as [0], [1], ... `--layout` chooses how turns reach the language model (see
 `interactive.chat`): released (default) or history (answers fed back).
 
     /region {"box": [0.1, 0.2, 0.5, 0.9]}   add a region (JSON); prints its index

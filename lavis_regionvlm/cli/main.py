@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                                help="a conversation read from stdin (works with piped input)")
     chat.add_argument("--max-input-tokens", type=int, default=512)
     chat.add_argument("--layout", choices=LAYOUTS, default=RELEASED,
-                      help="T5 input layout: released (default: their multi-turn layout, answers not fed back) "
+                      help="the language model's input layout: released (default: their multi-turn layout, answers not fed back) "
                            "or history (ours: every turn with its answer)")
     chat.add_argument("--no-feed-answers", action="store_true",
                       help="history layout: leave previous answers out of the prompt")

@@ -4,7 +4,7 @@ Builders: `localized_narratives` (image and video LN, prepared by
 `python -m lavis_regionvlm.preparation.prepare_ln`), `vg_region` (Visual Genome regions),
 `global_caption` (COCO-captions JSON and webdataset shards) and `region_global_mix` (region
 and global data at a fixed ratio per batch). Every training sample has the keys `image`,
-`region_text` (point text, "" for a global pair), `text_input` (T5 prompt, "") and
+`region_text` (point text, "" for a global pair), `text_input` (the language model's prompt, "") and
 `text_output` (target). Config schemas: `lavis_regionvlm/configs/datasets/*.yaml`.
 """
 from lavis_regionvlm.datasets.base import SAMPLE_KEYS, SkippingDataset

@@ -78,7 +78,7 @@ class DemoConfig:
     max_sessions / idle_seconds: see `SessionStore`. mask_generator: SAM's automatic mask
     generator for `segment` (None: segmentation is refused with a message). allowed_hosts: host
     names accepted in the Host header (None: any; the default suits a server bound to this
-    machine, see `guard`). chat_layout: the chat's T5 input layout, "released" (their
+    machine, see `guard`). chat_layout: the chat's input layout, "released" (their
     multi-turn layout) or "history" (ours, answers fed back); see `interactive.chat`.
     sam_model: the SAM (`segment_anything.modeling.Sam`) for click-to-mask (/sam); None: the
     mask generator's own (`mask_generator.predictor.model`) when it has one, else /sam is

@@ -7,7 +7,7 @@ with 24 GB of memory serving `max_sessions` users:
 | limit | option | default | bounds |
 | --- | --- | --- | --- |
 | `max_body_bytes` | `--max-body-mb` | 1 MiB | a JSON body, counted while it streams in |
-| `max_text_tokens` | `--max-text-tokens` | 128 | `question` (/ask), each of `texts` (/score), `expression` (/segment), in T5 tokens |
+| `max_text_tokens` | `--max-text-tokens` | 128 | `question` (/ask), each of `texts` (/score), `expression` (/segment), in the model's tokens |
 | `max_score_texts` | `--max-score-texts` | 32 | how many `texts` one /score scores |
 | `max_mask_pixels` | `--max-mask-mp` | 4 MP | a region's mask (RLE or polygons canvas), height * width |
 | `max_regions` | `--max-regions` | 16 | regions kept per session |
@@ -33,7 +33,7 @@ from lavis_regionvlm.regions.masks import check_mask_pixels, check_size
 
 __all__ = ["RequestLimits", "LimitError", "TokenCounter", "region_mask_size"]
 
-# A T5 sentencepiece token covers at most a few dozen characters; longer text is refused
+# A token (T5 sentencepiece, OPT byte-level BPE) covers at most a few dozen characters; longer text is refused
 # without tokenising it (a 1 MB string costs the tokenizer time even to be refused).
 MAX_CHARS_PER_TOKEN = 32
 

@@ -64,14 +64,14 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-image-side", type=int, default=8192, help="largest image width or height (pixels)")
     parser.add_argument("--max-sessions", type=int, default=32, help="sessions kept at once (least recently used go)")
     parser.add_argument("--chat-layout", choices=LAYOUTS, default=RELEASED,
-                        help="the chat's T5 input layout: released (the authors' multi-turn layout, default) "
+                        help="the chat's input layout: released (the authors' multi-turn layout, default) "
                              "or history (ours: earlier turns with their answers)")
     defaults, server = RequestLimits(), ServerLimits()
     limits = parser.add_argument_group("request limits (each refusal names its option)")
     limits.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20,
                         help="largest JSON request body (MiB), counted while it arrives")
     limits.add_argument("--max-text-tokens", type=int, default=defaults.max_text_tokens,
-                        help="longest question (/ask), text (/score) or expression (/segment), in T5 tokens")
+                        help="longest question (/ask), text (/score) or expression (/segment), in the model's tokens")
     limits.add_argument("--max-score-texts", type=int, default=defaults.max_score_texts,
                         help="most texts one /score request scores")
     limits.add_argument("--max-mask-mp", type=float, default=defaults.max_mask_pixels / 1e6,

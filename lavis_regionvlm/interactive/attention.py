@@ -117,7 +117,7 @@ def cross_attention_probs(
     """The queries' cross-attention probabilities for R point texts.
 
     Args:
-        model: a `Blip2T5Region` (in eval mode: no attention dropout).
+        model: a region model (`RegionBlip2`, in eval mode: no attention dropout).
         image_embeds: (1, L, C) image embedding shared by every text, or (R, L, C) one row per
             text, from `encode_image`.
         region_text: R point texts ("" for the whole image, encoded as the model's
@@ -193,7 +193,7 @@ def attention_maps(
     """Cross-attention heat maps of R regions over the image patch grid.
 
     Args:
-        model: a `Blip2T5Region` in eval mode.
+        model: a region model (`RegionBlip2`) in eval mode.
         image_embeds: (1, L, C) from `encode_image` (shared), or (R, L, C); L = 1 CLS + h*w.
         region_text: one point text or R of them ("" for the whole image).
         layers: which cross-attention layers to average (see `resolve_layers`).

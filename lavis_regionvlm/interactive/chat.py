@@ -4,7 +4,7 @@ Regions are added with `add_region` and referred to in the user's text by index:
 (brackets around one integer; point text such as "[32 64]" is not a reference). A turn that
 refers to regions is a turn "with a region"; the user's text is sent as typed.
 
-Two layouts of the T5 encoder input (`layout=`):
+Two layouts of the language model's input (`layout=`):
 
 "released" (default): the layout of the authors' multi-turn code
 (`predict_answers_interactive_multiturn` in their `blip2_t5.py`). Each question is tokenized on
@@ -115,7 +115,7 @@ class Turn:
 class ChatReply:
     """The answer to one turn.
 
-    answer: the generated text. input_tokens: length of the T5 input used.
+    answer: the generated text. input_tokens: length of the language model's input used.
     dropped_turns: how many of the oldest turns were left out of the prompt (0: none).
     notice: a human-readable message when turns were left out for this reply, else None.
     """
@@ -141,12 +141,13 @@ class Chat:
         predictor: a `RegionPredictor` with (or soon given) an image.
         layout: "released" (their multi-turn layout, answers not fed back) or "history"
             (ours: every turn with its answer); see the module docstring.
-        max_input_tokens: budget of the T5 encoder input (text tokens + N per region + `</s>`s).
+        max_input_tokens: budget of the language model's input (text tokens + N per region + the
+            special and end tokens).
         feed_answers: history layout only: put previous answers into the prompt (None: True).
             The released layout never does (True is refused).
         question_prompt: how a question is written, "{}" being the user's text; None: the
             layout's own ("{}" released, "Question: {} Answer:" history).
-        generate_kwargs: T5 `generate` options over `CHAT_DEFAULTS`.
+        generate_kwargs: Hugging Face `generate` options over `CHAT_DEFAULTS`.
     """
 
     def __init__(
@@ -233,7 +234,7 @@ class Chat:
         return self.predictor.region_embeds(list(self.regions) + [None])
 
     def _pieces(self, turns: list[Turn], embeds) -> list[Piece]:
-        """The T5 input pieces for `turns` (the last one being asked) in the chat's layout.
+        """The input pieces for `turns` (the last one being asked) in the chat's layout.
         The closing `</s>` is not among them: the language model's `embed` adds it."""
         if self.layout == RELEASED:
             return self._released_pieces(turns, embeds)

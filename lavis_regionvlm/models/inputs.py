@@ -16,9 +16,9 @@ def validate_samples(samples, required: Iterable[str]) -> None:
     missing = [key for key in required if key not in samples]
     if missing:
         raise KeyError(
-            f"samples lacks {missing}; it has {sorted(samples)}. blip2_t5_region reads "
+            f"samples lacks {missing}; it has {sorted(samples)}. A region model reads "
             "'image', 'region_text' (point text, '' for the whole image), 'text_input' "
-            "(T5 prompt) and 'text_output' (target)"
+            "(language-model prompt) and 'text_output' (target)"
         )
     image = samples.get("image")
     if image is not None and (not isinstance(image, torch.Tensor) or image.dim() != 4):

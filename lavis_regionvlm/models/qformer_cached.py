@@ -1,6 +1,6 @@
 """The Q-Former for many regions of ONE image, with its cross-attention keys/values computed once.
 
-In `Blip2T5Region.query_outputs`, each of R rows carries its own copy of the image embedding
+In `RegionBlip2.query_outputs`, each of R rows carries its own copy of the image embedding
 and every cross-attention layer projects it to keys and values: R times the same
 (L, C) -> (L, H) products. Here they are computed once per image, shape (1, heads, L, d), and
 the queries of all R rows attend to them in one product (the rows are folded into the query
@@ -73,7 +73,7 @@ def shared_image_query_outputs(
     """`model.query_outputs` for R rows that all use one image, with cached keys/values.
 
     Args:
-        model: a `Blip2T5Region` in eval mode (dropout would make the result random).
+        model: a region model (`RegionBlip2`) in eval mode (dropout would make the result random).
         image_embeds: (1, L, C) from `model.encode_image`, or (L, C).
         region_text: R point texts. "" follows `model.global_region_mode` as in
             `query_outputs` ("empty_text": the [CLS][SEP] pass; "query_only": the stock

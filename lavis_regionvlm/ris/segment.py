@@ -67,7 +67,7 @@ def segment(
     """Pick the proposal that `expression` refers to.
 
     Args:
-        model: a `Blip2T5Region` in eval mode.
+        model: a region model (`RegionBlip2`) in eval mode.
         vis_processor: the model's eval image processor (PIL -> (3, S, S)).
         image: the picture, any mode (converted to RGB).
         expression: the referring expression as the user wrote it; scored as the RIS

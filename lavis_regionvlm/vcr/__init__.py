@@ -2,7 +2,7 @@
 
 - `data`: the released VCR files (`{split}.jsonl`, per-image metadata) -> `VcrExample`s, and
   one `Region` per referenced object (its polygon mask, or its box without one).
-- `prompt`: T5 prompts: text pieces interleaved with object slots; by default the released
+- `prompt`: the prompts: text pieces interleaved with object slots; by default the released
   evaluation's prompts (one fix: `[12]` is object 12), other layouts as options.
 - `embed`: object slots -> soft prompts: the language model's input pieces (`model.lm`).
 - `choose`: pick one of four choices by generation (as released: 5 beams, 30 new tokens, the

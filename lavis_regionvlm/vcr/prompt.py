@@ -1,4 +1,4 @@
-"""T5 prompts for VCR: text pieces interleaved with object slots.
+"""Language-model prompts for VCR: text pieces interleaved with object slots.
 
 A prompt is a list of pieces: a `str` is text (each piece is tokenized on its own, one `</s>`
 ends the prompt), an `ObjectSlot(i)` is object i's N soft-prompt vectors (Z_i from
@@ -96,7 +96,7 @@ def released_object_order(ids: Sequence[int]) -> list[int]:
 
 @dataclass(frozen=True)
 class PromptLayout:
-    """How a VCR question becomes a T5 input (see the module docstring for each option).
+    """How a VCR question becomes a language-model input (see the module docstring for each option).
 
     layout: one of LAYOUTS (the region part).
     text: one of TEXT_STYLES (how tokens and the question text are written).

@@ -46,9 +46,9 @@ class RegionLM(abc.ABC):
         tokenizer: the LM's Hugging Face tokenizer; `text_tokens(text)` is
             `tokenizer(text, add_special_tokens=False).input_ids` (the demo counts request text
             with a private copy of it, off the model's lock).
-        token_budget: the most target tokens (rows x candidate tokens) one scoring pass of the
-            LM may hold, bounding the logits' memory; None: the LM's own default. Set it with
-            `with_token_budget`.
+        token_budget: how much one scoring pass of the LM may hold, bounding its memory (T5:
+            rows x candidate tokens, the logits; OPT: pairs x (prefix + candidate) positions, the
+            copied cache); None: the LM's own default. Set it with `with_token_budget`.
     """
 
     hidden_size: int
