@@ -128,7 +128,10 @@ class WordLM(RegionLM):
     """A RegionLM whose text tokens are its words (ids = word lengths) and which adds one special
     token: enough to pin the truncation rule without a model."""
 
-    hidden_size, end_text, tokenizer = 4, "</s>", None
+    hidden_size, end_text = 4, "</s>"
+
+    def __init__(self):
+        super().__init__(model=None, tokenizer=None, numerics=None, max_target_tokens=32, token_budget=None)
 
     def text_tokens(self, text):
         return [len(word) for word in text.split()]

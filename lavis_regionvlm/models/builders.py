@@ -168,21 +168,7 @@ def build_t5(
     tokenizer = T5TokenizerFast.from_pretrained(t5_model)
     config = T5Config.from_pretrained(t5_model)
     config.dense_act_fn = "gelu"
-    if init == "pretrained" and lean:
-        config.name_or_path = t5_model  # as from_pretrained sets it
-        with meta_device():
-            model = T5ForConditionalGeneration(config)
-        if dtype is not None:
-            model.to(dtype)  # on meta: sets the final dtype only
-        stream_hf_weights(model, t5_model, device or "cpu")
-        return tokenizer, model
-    if init == "pretrained":
-        model = T5ForConditionalGeneration.from_pretrained(t5_model, config=config)
-    else:
-        model = T5ForConditionalGeneration(config)
-    if dtype is not None:
-        model.to(dtype)
-    return tokenizer, model
+    return tokenizer, _build_hf_model(T5ForConditionalGeneration, config, t5_model, init, lean, dtype, device, "T5")
 
 
 def build_opt(
@@ -211,18 +197,27 @@ def build_opt(
     opt_model = resolve_path(opt_model)
     tokenizer = AutoTokenizer.from_pretrained(opt_model, use_fast=False)
     config = OPTConfig.from_pretrained(opt_model)
+    model = _build_hf_model(OPTForRegionLM, config, opt_model, init, lean, dtype, device, "OPT", torch_dtype=dtype)
+    return tokenizer, model
+
+
+def _build_hf_model(model_cls, config, folder: str, init: str, lean: bool, dtype: torch.dtype | None,
+                    device: str | None, what: str, **from_pretrained_kwargs):
+    """A Hugging Face model of `config`: random weights (`init="random"`), `from_pretrained(folder)`,
+    or with `lean` built on the meta device in `dtype` and streamed from the folder's weight files
+    (see `lean_load.py`); `dtype` applied in the end either way."""
     if init == "pretrained" and lean:
-        config.name_or_path = opt_model  # as from_pretrained sets it
+        config.name_or_path = folder  # as from_pretrained sets it
         with meta_device():
-            model = OPTForRegionLM(config)
+            model = model_cls(config)
         if dtype is not None:
             model.to(dtype)  # on meta: sets the final dtype only
-        stream_hf_weights(model, opt_model, device or "cpu", what="OPT")
-        return tokenizer, model
+        stream_hf_weights(model, folder, device or "cpu", what=what)
+        return model
     if init == "pretrained":
-        model = OPTForRegionLM.from_pretrained(opt_model, config=config, torch_dtype=dtype)
+        model = model_cls.from_pretrained(folder, config=config, **from_pretrained_kwargs)
     else:
-        model = OPTForRegionLM(config)
+        model = model_cls(config)
     if dtype is not None:
         model.to(dtype)
-    return tokenizer, model
+    return model

@@ -56,6 +56,21 @@ class RegionLM(abc.ABC):
     tokenizer: Any
     token_budget: int | None = None
 
+    def __init__(self, model: Any, tokenizer: Any, numerics: Any, max_target_tokens: int, token_budget: int | None):
+        """A view of a Hugging Face language model.
+
+        Args:
+            model: the language model (T5 encoder-decoder, OPT causal LM, ...).
+            tokenizer: its tokenizer.
+            numerics: its input dtype and autocast (`t5_numerics.T5Numerics`).
+            max_target_tokens: targets and candidates are cut at this many tokens (the end
+                token included): the model's `max_txt_len`.
+            token_budget: how much one scoring pass may hold (see the class docstring).
+        """
+        self.model, self.tokenizer, self.numerics = model, tokenizer, numerics
+        self.max_target_tokens = max_target_tokens
+        self.token_budget = token_budget
+
     def with_token_budget(self, tokens: int | None) -> "RegionLM":
         """A copy of this view whose `score` holds at most `tokens` target tokens per pass
         (None: this view unchanged). Scores do not depend on it, only memory and speed."""

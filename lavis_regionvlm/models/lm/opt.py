@@ -133,9 +133,7 @@ class OPTLM(RegionLM):
         max_target_tokens: int,
         token_budget: int = CANDIDATE_TOKEN_BUDGET,
     ):
-        self.model, self.tokenizer, self.numerics = model, tokenizer, numerics
-        self.max_target_tokens = max_target_tokens
-        self.token_budget = token_budget
+        super().__init__(model, tokenizer, numerics, max_target_tokens, token_budget)
         self.hidden_size = model.config.word_embed_proj_dim
         self.end_token_id = self.text_tokens(END_TEXT)[0]
 

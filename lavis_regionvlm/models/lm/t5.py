@@ -55,9 +55,7 @@ class T5LM(RegionLM):
         max_target_tokens: int,
         token_budget: int = DECODER_TOKEN_BUDGET,
     ):
-        self.model, self.tokenizer, self.numerics = model, tokenizer, numerics
-        self.max_target_tokens = max_target_tokens
-        self.token_budget = token_budget
+        super().__init__(model, tokenizer, numerics, max_target_tokens, token_budget)
         self.hidden_size = model.config.d_model
 
     # ------------------------------------------------------------------ lengths
