@@ -55,8 +55,10 @@ class RegionLM(abc.ABC):
     end_text: str
     tokenizer: Any
     token_budget: int | None = None
+    default_token_budget: int | None = None  # what `token_budget=None` means for this LM
 
-    def __init__(self, model: Any, tokenizer: Any, numerics: Any, max_target_tokens: int, token_budget: int | None):
+    def __init__(self, model: Any, tokenizer: Any, numerics: Any, max_target_tokens: int,
+                 token_budget: int | None = None):
         """A view of a Hugging Face language model.
 
         Args:
@@ -65,11 +67,12 @@ class RegionLM(abc.ABC):
             numerics: its input dtype and autocast (`t5_numerics.T5Numerics`).
             max_target_tokens: targets and candidates are cut at this many tokens (the end
                 token included): the model's `max_txt_len`.
-            token_budget: how much one scoring pass may hold (see the class docstring).
+            token_budget: how much one scoring pass may hold (see the class docstring); None:
+                the LM's `default_token_budget`.
         """
         self.model, self.tokenizer, self.numerics = model, tokenizer, numerics
         self.max_target_tokens = max_target_tokens
-        self.token_budget = token_budget
+        self.token_budget = self.default_token_budget if token_budget is None else token_budget
 
     def with_token_budget(self, tokens: int | None) -> "RegionLM":
         """A copy of this view whose `score` holds at most `tokens` target tokens per pass

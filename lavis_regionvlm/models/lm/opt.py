@@ -125,17 +125,16 @@ class OPTLM(RegionLM):
 
     end_text = "</s>"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer: Any,
-        numerics: T5Numerics,
-        max_target_tokens: int,
-        token_budget: int = CANDIDATE_TOKEN_BUDGET,
-    ):
+    default_token_budget = CANDIDATE_TOKEN_BUDGET
+
+    def __init__(self, model: nn.Module, tokenizer: Any, numerics: T5Numerics, max_target_tokens: int,
+                 token_budget: int | None = None):
         super().__init__(model, tokenizer, numerics, max_target_tokens, token_budget)
-        self.hidden_size = model.config.word_embed_proj_dim
         self.end_token_id = self.text_tokens(END_TEXT)[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.word_embed_proj_dim
 
     # ------------------------------------------------------------------ lengths
 

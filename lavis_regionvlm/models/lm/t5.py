@@ -47,16 +47,11 @@ class T5LM(RegionLM):
 
     end_text = "</s>"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer: Any,
-        numerics: T5Numerics,
-        max_target_tokens: int,
-        token_budget: int = DECODER_TOKEN_BUDGET,
-    ):
-        super().__init__(model, tokenizer, numerics, max_target_tokens, token_budget)
-        self.hidden_size = model.config.d_model
+    default_token_budget = DECODER_TOKEN_BUDGET
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.d_model
 
     # ------------------------------------------------------------------ lengths
 
