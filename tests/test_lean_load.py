@@ -165,7 +165,7 @@ LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretra
 def test_full_size_model_types_load_leanly(model_type, t5):
     cfg = OmegaConf.load(Blip2T5Region.default_config_path(model_type)).model
     arguments = Blip2T5Region.config_arguments()
-    assert not set(cfg) - arguments - LAVIS_KEYS  # from_config drops unknown keys silently
+    assert not set(cfg) - arguments - LAVIS_KEYS  # from_config refuses any other key
     assert cfg.model_type == model_type and cfg.t5_model == t5
     assert cfg.lean_load is True and cfg.t5_precision == "bf16" and cfg.vit_precision == "fp16"
     if model_type == "pretrain_flant5xxl":

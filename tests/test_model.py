@@ -209,3 +209,10 @@ def test_loss_is_finite(tiny_model, images):
     loss = tiny_model({"image": images, "region_text": [POINTS_A, ""], "text_input": ["", ""],
                        "text_output": ["a", "b"]})["loss"]
     assert math.isfinite(float(loss))
+
+
+def test_an_unknown_model_config_key_is_refused_with_the_closest_known_one(tiny_config):
+    """A typo in a model YAML used to be dropped silently (the model then ran without it)."""
+    bad = OmegaConf.merge(tiny_config.model, {"max_prompt_token": 32, "zzz": 1})
+    with pytest.raises(ValueError, match=r"unknown keys: 'max_prompt_token' \(did you mean 'max_prompt_tokens'\?\), 'zzz'"):
+        Blip2T5Region.from_config(bad)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import difflib
 import inspect
 import logging
 import re
@@ -44,6 +45,9 @@ from lavis_regionvlm.regions.region_input import PointTextSpec
 logger = logging.getLogger(__name__)
 
 GLOBAL_REGION_MODES = ("empty_text", "query_only")
+# Model-config keys LAVIS (or our loader) reads besides the constructor's arguments.
+LAVIS_CONFIG_KEYS = frozenset({"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained", "finetuned",
+                               "text_branch_pretrained", "image_size"})
 WORD_EMBEDDING_TRAINING = ("point_text", "all")
 
 _TEXT_BRANCH_KEY = re.compile(
@@ -612,13 +616,23 @@ class RegionBlip2(Blip2Base, abc.ABC):
 
         Keys are the constructor's arguments (LAVIS's `image_size` for `img_size`), plus
         `text_branch_pretrained` and LAVIS's `load_pretrained`/`pretrained`,
-        `load_finetuned`/`finetuned`.
+        `load_finetuned`/`finetuned`; any other key is refused, with the closest known one.
         """
         # The config's `preprocess` names the plugin's processors, which LAVIS looks up right
         # after this: make sure every plugin name is registered, also when a plugin module (not
         # LAVIS) was imported first and the start-up hook therefore registered nothing.
         import lavis_regionvlm.registration  # noqa: F401
 
+        unknown = sorted(set(cfg) - cls.config_arguments() - LAVIS_CONFIG_KEYS)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, sorted(cls.config_arguments() | LAVIS_CONFIG_KEYS), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(
+                f"the model config of {cls.registry_name()} has unknown keys: {', '.join(hints)}; "
+                f"remove them, or see the arguments of {cls.__name__} and RegionBlip2"
+            )
         kwargs = {name: cfg.get(name) for name in cls.config_arguments() if cfg.get(name) is not None}
         if cfg.get("image_size") is not None:
             kwargs["img_size"] = cfg.get("image_size")
