@@ -113,6 +113,14 @@ def test_t5_per_row_candidates_equal_shared_ones_and_stock_t5(predictor):
     assert torch.allclose(per_row[1], shared[1].flip(0), atol=1e-6, rtol=0)
     assert torch.allclose(per_row[2], shared[2, [1, 2, 0]], atol=1e-6, rtol=0)
     assert torch.allclose(small_budget, shared, atol=1e-6, rtol=0)
+    # rows whose candidates differ in length run in one padded pass: each equals the row alone
+    short = ["a", "red", "the dog"]
+    with torch.inference_mode():
+        mixed = lm.score(batch, [TEXTS, short, TEXTS[::-1]])
+        alone = lm.score(batch[1:2], short)
+    assert torch.allclose(mixed[1], alone[0], atol=1e-5, rtol=0)
+    assert torch.allclose(mixed[0], shared[0], atol=1e-5, rtol=0)
+    assert torch.allclose(mixed[2], shared[2].flip(0), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="reduction must be one of"):
         lm.score(batch, TEXTS, reduction="max")
     with pytest.raises(ValueError, match="2 candidate lists for 3 inputs"):

@@ -10,8 +10,9 @@ Scoring (`score`), the fast path every caller uses: the encoder runs once per in
 decoder runs once per input for ALL its candidates together: the candidates are concatenated
 along the sequence with a block-diagonal causal mask, so each token sees only its own
 candidate, as in separate passes, and the decoder's cross-attention keys/values of an input are
-computed once instead of once per candidate. Inputs sharing one candidate list (RIS, the
-predictor) share one concatenated target, so there is no padding at all.
+computed once instead of once per candidate. Inputs with their own candidate lists (VCR,
+`score_regions`) run in the same pass, each row's concatenation right-padded to the longest;
+inputs sharing one list (RIS, the predictor) need no padding at all.
 
 Shapes: B inputs, S encoder positions, D T5 width, C candidates, T concatenated target tokens,
 V vocabulary.
@@ -137,57 +138,57 @@ class T5LM(RegionLM):
         self, hidden: torch.Tensor, atts: torch.Tensor, candidates: Candidates, *, reduction: str = "mean"
     ) -> torch.Tensor:
         """(B, C) float32 NLL of the candidates given encoder states (B, S, D) and mask (B, S)
-        (`encode`'s output; RIS encodes once and scores expression groups as they come)."""
+        (`encode`'s output).
+
+        Candidates are grouped by index into concatenations of at most `MAX_GROUP_TOKENS`
+        tokens (the longest of each index across rows counts); each chunk of rows runs one
+        decoder pass of at most `token_budget` tokens (rows x concatenated length).
+        """
         if reduction not in SCORE_REDUCTIONS:
             raise ValueError(f"reduction must be one of {SCORE_REDUCTIONS}, got {reduction!r}")
         rows = hidden.shape[0]
-        table, shared = candidate_rows(candidates, rows)
-        out = torch.empty((rows, len(table[0])), dtype=torch.float32, device=hidden.device)
-        # inputs with the same candidate list share one concatenated target
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for row, texts in enumerate(table):
-            groups.setdefault(tuple(texts), []).append(row)
-        for texts, members in groups.items():
-            index = torch.tensor(members, device=hidden.device)
-            out[index] = self._candidates_nll(hidden[index], atts[index], texts, reduction)
-        return out
-
-    def _candidates_nll(
-        self, hidden: torch.Tensor, atts: torch.Tensor, texts: Sequence[str], reduction: str
-    ) -> torch.Tensor:
-        """(m, C) NLL of C candidate texts for m encoder rows, in groups of concatenated targets
-        of at most `MAX_GROUP_TOKENS`, at most `token_budget` decoder tokens per call."""
-        rows = hidden.shape[0]
-        targets = self._targets(texts, hidden.device)
-        out = torch.empty((rows, len(targets)), dtype=torch.float32, device=hidden.device)
-        for group in _groups([len(t) for t in targets], MAX_GROUP_TOKENS):
-            length = sum(len(targets[c]) for c in group)
-            step = max(1, self.token_budget // length)
+        table, _ = candidate_rows(candidates, rows)
+        distinct = sorted({text for row in table for text in row})
+        ids = dict(zip(distinct, self._targets(distinct, hidden.device)))
+        targets = [[ids[text] for text in row] for row in table]  # B x C tensors (T_c,)
+        count = len(table[0])
+        lengths = [max(len(targets[r][c]) for r in range(rows)) for c in range(count)]
+        out = torch.empty((rows, count), dtype=torch.float32, device=hidden.device)
+        for group in _groups(lengths, MAX_GROUP_TOKENS):
+            step = max(1, self.token_budget // sum(lengths[c] for c in group))
             for start in range(0, rows, step):
                 chunk = slice(start, start + step)
                 out[chunk, group[0] : group[-1] + 1] = self._group_nll(
-                    hidden[chunk], atts[chunk], [targets[c] for c in group], reduction
+                    hidden[chunk], atts[chunk], [[row[c] for c in group] for row in targets[chunk]], reduction
                 )
         return out
 
     def _group_nll(
-        self, hidden: torch.Tensor, atts: torch.Tensor, targets: list[torch.Tensor], reduction: str
+        self, hidden: torch.Tensor, atts: torch.Tensor, targets: list[list[torch.Tensor]], reduction: str
     ) -> torch.Tensor:
-        """(m, G) NLL of G targets (each (T_g,) ids ending in `</s>`) for m encoder rows, in one
-        decoder pass over their concatenation (T = sum of T_g) with a block-diagonal mask."""
+        """(m, G) NLL of G targets per row (each (T_g,) ids ending in `</s>`) for m encoder rows,
+        in one decoder pass over each row's concatenation (right-padded to the longest, T) with
+        a block-diagonal causal mask: a token sees only the earlier tokens of its own target."""
         t5 = self.model
         device = hidden.device
-        labels = torch.cat(targets)  # (T,)
-        segment = torch.cat([torch.full((len(t),), g, device=device) for g, t in enumerate(targets)])
+        rows, count = len(targets), len(targets[0])
         start = torch.tensor([t5.config.decoder_start_token_id], device=device)
-        decoder_ids = torch.cat([torch.cat([start, t[:-1]]) for t in targets])  # each target shifted right
-        positions = torch.arange(len(labels), device=device)
-        mask = (segment[:, None] == segment[None, :]) & (positions[None, :] <= positions[:, None])  # (T, T)
-        rows = hidden.shape[0]
+        width = max(sum(len(t) for t in row) for row in targets)
+        labels = torch.full((rows, width), -100, dtype=torch.long, device=device)
+        decoder_ids = torch.full((rows, width), self.tokenizer.pad_token_id, dtype=torch.long, device=device)
+        segment = torch.full((rows, width), -1, dtype=torch.long, device=device)  # -1: padding
+        for r, row in enumerate(targets):
+            length = sum(len(t) for t in row)
+            labels[r, :length] = torch.cat(row)
+            decoder_ids[r, :length] = torch.cat([torch.cat([start, t[:-1]]) for t in row])  # each shifted right
+            segment[r, :length] = torch.cat([torch.full((len(t),), g, device=device) for g, t in enumerate(row)])
+        positions = torch.arange(width, device=device)
+        mask = ((segment[:, :, None] == segment[:, None, :]) & (segment[:, None, :] >= 0)
+                & (positions[None, None, :] <= positions[None, :, None]))  # (m, T, T)
         with self.autocast():
             sequence = t5.decoder(
-                input_ids=decoder_ids.expand(rows, -1),
-                attention_mask=mask.expand(rows, -1, -1).long(),
+                input_ids=decoder_ids,
+                attention_mask=mask.long(),
                 encoder_hidden_states=hidden,
                 encoder_attention_mask=atts,
                 use_cache=False,
@@ -197,11 +198,11 @@ class T5LM(RegionLM):
                 sequence = sequence * (t5.model_dim ** -0.5)
             logits = t5.lm_head(sequence)  # (m, T, V)
         token_nll = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.repeat(rows), reduction="none"
-        ).view(rows, -1)
-        one_hot = F.one_hot(segment, len(targets)).float()  # (T, G)
-        total = token_nll @ one_hot  # (m, G)
-        return total if reduction == "sum" else total / one_hot.sum(0)
+            logits.float().flatten(0, 1), labels.flatten(), reduction="none", ignore_index=-100
+        ).view(rows, width)
+        one_hot = F.one_hot(segment.clamp(min=0), count).float() * (segment >= 0)[..., None]  # (m, T, G)
+        total = torch.einsum("mt,mtg->mg", token_nll, one_hot)
+        return total if reduction == "sum" else total / one_hot.sum(1)
 
     def loss(
         self, batch: Sequence[Sequence[Piece]], targets: Sequence[str], max_text_tokens: int | None = None
