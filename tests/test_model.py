@@ -67,6 +67,25 @@ def test_global_query_only_mode_equals_stock_blip2_t5(tiny_config, images):
     )
 
 
+def test_training_t5_gets_the_gradients_of_stock_blip2_t5_bit_for_bit(tiny_config, images):
+    """With T5 training (the quick start's `freeze_t5: False`), the gradient of T5's shared
+    embedding equals stock LAVIS's: the text is embedded in one call on the padded id matrix,
+    so its gradient sums in the same order (embedding each row apart moved it by 1.5e-8, and
+    the quick start's numbers with it)."""
+    model = build(tiny_config, global_region_mode="query_only", freeze_t5=False, dropout=0.0).train()
+    stock = stock_blip2_t5_sharing(model).train()
+    samples = {"image": torch.cat([images, images.flip(-1)]),
+               "text_input": ["", "what is it?", "", "a long prompt with several words"],
+               "text_output": ["a red circle", "a blue square on the left", "dog", "the green triangle at the top"]}
+    model({**samples, "region_text": [""] * 4})["loss"].backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    stock(dict(samples))["loss"].backward()
+    theirs = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert "t5_model.shared.weight" in ours and ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[n], theirs[n]) for n in ours), [n for n in ours if not torch.equal(ours[n], theirs[n])]
+
+
 def test_global_empty_text_mode_runs_bert_cls_sep(tiny_config, images):
     """The released training encodes a global sample with [CLS][SEP]: not the stock pass."""
     query_only = build(tiny_config, global_region_mode="query_only").eval()

@@ -70,29 +70,41 @@ class T5LM(RegionLM):
     def embed(
         self, batch: Sequence[Sequence[Piece]], max_text_tokens: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """B piece lists -> inputs_embeds (B, S, D) in the input dtype, attention_mask (B, S)."""
+        """B piece lists -> inputs_embeds (B, S, D) in the input dtype, attention_mask (B, S).
+
+        Every text token of the batch, each row's closing `</s>` and its padding come from ONE
+        embedding call on a right-padded (B, T) id matrix, as from a tokenized batch: when T5's
+        embeddings train (the quick start), their gradient then sums in the same order as the
+        released `[Z; embed(tokenizer(prompts))]`, bit for bit.
+        """
         embed = self.model.encoder.embed_tokens
         device, dtype = embed.weight.device, self.numerics.input_dtype
-        rows = []
-        for pieces in batch:
-            parts = []
-            for piece in self.token_pieces(pieces, max_text_tokens):
-                if isinstance(piece, list):
-                    if piece:
-                        parts.append(embed(torch.tensor(piece, device=device)).to(dtype))
-                else:
-                    parts.append(piece.to(device=device, dtype=dtype))
-            parts.append(embed(torch.tensor([self.tokenizer.eos_token_id], device=device)).to(dtype))
-            rows.append(torch.cat(parts, dim=0))
+        rows = [self.token_pieces(pieces, max_text_tokens) for pieces in batch]
         if not rows:
             raise ValueError("no inputs to embed")
-        length = max(row.shape[0] for row in rows)
-        pad = embed(torch.tensor([self.tokenizer.pad_token_id], device=device)).to(dtype)
-        inputs = pad.expand(len(rows), length, -1).clone()
+        texts = [[t for p in row if isinstance(p, list) for t in p] + [self.tokenizer.eos_token_id] for row in rows]
+        soft = [sum(p.shape[0] for p in row if not isinstance(p, list)) for row in rows]
+        length = max(n + len(t) for n, t in zip(soft, texts))  # S
+        ids = torch.full((len(rows), max(length - n for n in soft)), self.tokenizer.pad_token_id,
+                         dtype=torch.long, device=device)
+        for r, text in enumerate(texts):
+            ids[r, : len(text)] = torch.tensor(text, device=device)
+        table = embed(ids).to(dtype)  # (B, T, D): each row's text tokens, then </s>, then padding
+        out = []
+        for r, row in enumerate(rows):
+            parts, column = [], 0
+            for piece in row:
+                if isinstance(piece, list):
+                    parts.append(table[r, column : column + len(piece)])
+                    column += len(piece)
+                else:
+                    parts.append(piece.to(device=device, dtype=dtype))
+            parts.append(table[r, column : column + length - soft[r] - column])  # </s> and padding
+            out.append(torch.cat(parts, dim=0))
+        inputs = torch.stack(out)
         mask = torch.zeros((len(rows), length), dtype=torch.long, device=device)
-        for i, row in enumerate(rows):
-            inputs[i, : row.shape[0]] = row
-            mask[i, : row.shape[0]] = 1
+        for r, (n, text) in enumerate(zip(soft, texts)):
+            mask[r, : n + len(text)] = 1
         return inputs, mask
 
     def _targets(self, texts: Sequence[str], device) -> list[torch.Tensor]:
