@@ -30,7 +30,8 @@ def bench(model, size: str, *, proposals: int = 20, draws: int = 5, expressions:
     """The fast paths for one model; `only` = "precision" | "grad" | "budget" limits them to one."""
     from ris_scoring import Setup
 
-    from lavis_regionvlm.ris.scoring import DECODER_TOKEN_BUDGET, region_rows_nll
+    from lavis_regionvlm.models.lm.t5 import DECODER_TOKEN_BUDGET
+    from lavis_regionvlm.ris.scoring import region_rows_nll
 
     device = torch.device(device)
     s = Setup.make(model, proposals, draws, expressions, device)

@@ -19,7 +19,7 @@ from lavis_regionvlm.regions import PIXEL_COORDS
 from lavis_regionvlm.ris.baselines import BASELINES, baseline_images
 from lavis_regionvlm.ris.filtering import ProposalFilter
 from lavis_regionvlm.ris.points import proposal_point_texts
-from lavis_regionvlm.ris.scoring import DECODER_TOKEN_BUDGET, image_rows_nll, point_text_nll
+from lavis_regionvlm.ris.scoring import image_rows_nll, point_text_nll
 
 METHODS = ("points", *BASELINES)
 
@@ -38,7 +38,9 @@ class RisOptions:
     pixel_coords: how a mask pixel becomes a point: "corner_float32" (as the official script)
         or "centre" (see `lavis_regionvlm.regions.pixel_points`).
     proposal_filter: which proposals are scored.
-    token_budget: decoder tokens per call (memory bound).
+    token_budget: how much one scoring pass of the language model may hold (memory bound;
+        T5: rows x concatenated expression tokens; OPT: pairs x positions); None: the LM's own
+        default (T5 2048, OPT 4096). Scores do not depend on it.
     """
 
     method: str = "points"
@@ -49,7 +51,7 @@ class RisOptions:
     seed: int = 0
     pixel_coords: str = "corner_float32"
     proposal_filter: ProposalFilter = field(default_factory=ProposalFilter)
-    token_budget: int = DECODER_TOKEN_BUDGET
+    token_budget: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -20,10 +20,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from lavis_regionvlm.models.lm.t5 import DECODER_TOKEN_BUDGET  # noqa: F401  (the default budget, re-exported)
 from lavis_regionvlm.models.qformer_cached import shared_image_query_outputs
 
-__all__ = ["DECODER_TOKEN_BUDGET", "point_text_nll", "image_rows_nll", "region_rows_nll", "naive_expression_nll"]
+__all__ = ["point_text_nll", "image_rows_nll", "region_rows_nll", "naive_expression_nll"]
 
 
 def region_rows_nll(

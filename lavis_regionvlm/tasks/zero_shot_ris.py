@@ -14,7 +14,7 @@ Run config keys (`run:`), all optional:
     border_rule: released         # released (top/bottom vs height, sides vs width) | per_band
     fallback_min_area_frac: 0.01
     max_proposals: 20
-    decoder_token_budget: 2048    # decoder tokens per call (memory bound)
+    decoder_token_budget: null    # LM scoring budget per call (memory bound); null: the LM's default
     save_masks: false             # add each chosen mask (COCO RLE) to the results
     progress_interval_s: 30       # seconds between progress lines
 
@@ -76,7 +76,7 @@ class ZeroShotRISTask(BaseTask):
             draws=get("draws", 5), quantize=get("point_quantize", None),
             dilation_px=get("dilation_px", 0), seed=get("seed", 0),
             pixel_coords=get("pixel_coords", "corner_float32"),
-            proposal_filter=proposal_filter, token_budget=get("decoder_token_budget", 2048),
+            proposal_filter=proposal_filter, token_budget=get("decoder_token_budget", None),
         )
         return cls(options, save_masks=get("save_masks", False),
                    progress_interval_s=get("progress_interval_s", 30.0))
